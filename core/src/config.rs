@@ -1,0 +1,223 @@
+//! Client configuration: the `server` string parsed as the reference SDK
+//! parses it, and the options that shape every request.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::sign::Signature;
+
+/// Options as the user gave them, already coerced to plain types by the
+/// binding (`undefined` = `None`).
+#[derive(Debug, Clone, Default)]
+pub struct ClientOptions {
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub security_token: Option<String>,
+    pub server: Option<String>,
+    pub is_secure: Option<bool>,
+    pub port: Option<u16>,
+    pub path_style: Option<bool>,
+    pub signature: Option<String>,
+    pub is_signature_negotiation: Option<bool>,
+    pub region: Option<String>,
+    pub timeout_secs: Option<u64>,
+    pub max_retry_count: Option<u32>,
+    /// `true`/`false`, or a CA bundle path.
+    pub ssl_verify: Option<SslVerify>,
+    pub is_cname: Option<bool>,
+    pub max_connections: Option<usize>,
+    pub user_agent: Option<String>,
+    /// An HTTP proxy every request goes through (`http://host:port`).
+    pub proxy: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SslVerify {
+    Off,
+    SystemRoots,
+    CaFile(String),
+}
+
+/// How requests are signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureMode {
+    Fixed(Signature),
+    /// Ask the bucket (`HEAD /?apiversion`) which protocol it speaks; OBS
+    /// when it answers API version 3.0 or later, else V2.
+    Negotiate,
+}
+
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+    pub secure: bool,
+    pub path_style: bool,
+    pub is_cname: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub endpoint: Endpoint,
+    pub signature: SignatureMode,
+    pub region: String,
+    pub timeout: Duration,
+    pub max_retry_count: u32,
+    pub ssl_verify: SslVerify,
+    pub max_connections: usize,
+    pub user_agent: String,
+    pub proxy: Option<String>,
+}
+
+pub const DEFAULT_USER_AGENT: &str = concat!("obs-native/", env!("CARGO_PKG_VERSION"));
+
+impl ClientConfig {
+    pub fn from_options(o: &ClientOptions) -> Result<Self> {
+        let server = o.server.as_deref().map(str::trim).unwrap_or("");
+        if server.is_empty() {
+            return Err(Error::invalid_argument("Server is not set"));
+        }
+        let mut secure = o.is_secure.unwrap_or(true);
+        let mut rest = server;
+        if let Some(r) = rest.strip_prefix("https://") {
+            rest = r;
+            secure = true;
+        } else if let Some(r) = rest.strip_prefix("http://") {
+            rest = r;
+            secure = false;
+        }
+        // A trailing path is dropped, as the reference SDK drops it.
+        if let Some(i) = rest.find('/') {
+            rest = &rest[..i];
+        }
+        let mut port = o.port;
+        let host = match rest.find(':') {
+            Some(i) => {
+                let p = &rest[i + 1..];
+                port = Some(
+                    leading_int(p)
+                        .and_then(|n| u16::try_from(n).ok())
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| Error::invalid_argument(format!("Server port is not valid: {p}")))?,
+                );
+                &rest[..i]
+            }
+            None => rest,
+        };
+        if host.is_empty() {
+            return Err(Error::invalid_argument("Server is not set"));
+        }
+        let is_ip = is_ipv4(host);
+        let path_style = is_ip || o.path_style.unwrap_or(false);
+        let is_cname = o.is_cname.unwrap_or(false);
+        let requested = o.signature.as_deref().map(|s| s.trim().to_ascii_lowercase()).unwrap_or_else(|| "obs".into());
+        let mut signature = match requested.as_str() {
+            "obs" => SignatureMode::Negotiate,
+            "v2" => SignatureMode::Fixed(Signature::V2),
+            "v4" => SignatureMode::Fixed(Signature::V4),
+            other => {
+                return Err(Error::invalid_argument(format!(
+                    "signature '{other}' is not supported; use 'obs', 'v2' or 'v4'"
+                )));
+            }
+        };
+        if signature == SignatureMode::Negotiate && !o.is_signature_negotiation.unwrap_or(true) {
+            signature = SignatureMode::Fixed(Signature::Obs);
+        }
+        // Path style and custom domains cannot be negotiated per bucket: the
+        // reference SDK signs them with V2.
+        if path_style || is_cname {
+            signature = match signature {
+                SignatureMode::Negotiate | SignatureMode::Fixed(Signature::Obs) => SignatureMode::Fixed(Signature::V2),
+                fixed => fixed,
+            };
+        }
+        Ok(ClientConfig {
+            endpoint: Endpoint {
+                host: host.to_string(),
+                port: port.unwrap_or(if secure { 443 } else { 80 }),
+                secure,
+                path_style,
+                is_cname,
+            },
+            signature,
+            region: o.region.clone().unwrap_or_default(),
+            timeout: Duration::from_secs(o.timeout_secs.filter(|t| *t > 0).unwrap_or(60)),
+            max_retry_count: o.max_retry_count.unwrap_or(3),
+            ssl_verify: o.ssl_verify.clone().unwrap_or(SslVerify::Off),
+            max_connections: o.max_connections.filter(|n| *n > 0).unwrap_or(1000),
+            user_agent: o.user_agent.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| DEFAULT_USER_AGENT.to_string()),
+            proxy: o.proxy.clone().filter(|s| !s.is_empty()),
+        })
+    }
+}
+
+/// `parseInt` of the leading digits.
+fn leading_int(s: &str) -> Option<u64> {
+    let digits: String = s.chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits.parse().ok()
+}
+
+fn is_ipv4(host: &str) -> bool {
+    let parts: Vec<&str> = host.split('.').collect();
+    parts.len() == 4 && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(server: &str) -> ClientConfig {
+        ClientConfig::from_options(&ClientOptions { server: Some(server.into()), ..Default::default() }).unwrap()
+    }
+
+    #[test]
+    fn scheme_port_and_path_are_parsed_like_the_reference() {
+        let c = cfg("http://127.0.0.1:9000/some/path");
+        assert_eq!((c.endpoint.host.as_str(), c.endpoint.port, c.endpoint.secure), ("127.0.0.1", 9000, false));
+        assert!(c.endpoint.path_style, "an IP address forces path style");
+        assert_eq!(c.signature, SignatureMode::Fixed(Signature::V2), "path style signs V2");
+
+        let c = cfg("obs.cn-north-4.myhuaweicloud.com");
+        assert_eq!((c.endpoint.port, c.endpoint.secure, c.endpoint.path_style), (443, true, false));
+        assert_eq!(c.signature, SignatureMode::Negotiate);
+
+        let c = cfg("  https://example.com:8443  ");
+        assert_eq!((c.endpoint.host.as_str(), c.endpoint.port, c.endpoint.secure), ("example.com", 8443, true));
+    }
+
+    #[test]
+    fn options_override_defaults() {
+        let o = ClientOptions {
+            server: Some("example.com".into()),
+            is_secure: Some(false),
+            port: Some(8080),
+            signature: Some(" OBS ".into()),
+            is_signature_negotiation: Some(false),
+            ..Default::default()
+        };
+        let c = ClientConfig::from_options(&o).unwrap();
+        assert_eq!((c.endpoint.port, c.endpoint.secure), (8080, false));
+        assert_eq!(c.signature, SignatureMode::Fixed(Signature::Obs));
+        let o = ClientOptions { server: Some("example.com".into()), path_style: Some(true), ..Default::default() };
+        assert_eq!(ClientConfig::from_options(&o).unwrap().signature, SignatureMode::Fixed(Signature::V2));
+    }
+
+    #[test]
+    fn missing_or_bad_server_is_an_invalid_argument() {
+        for bad in [None, Some(""), Some("   "), Some("http://")] {
+            let e = ClientConfig::from_options(&ClientOptions { server: bad.map(Into::into), ..Default::default() }).unwrap_err();
+            assert_eq!(e.code, "InvalidArgument");
+            assert_eq!(e.message, "Server is not set");
+        }
+        let e = ClientConfig::from_options(&ClientOptions { server: Some("h:abc".into()), ..Default::default() }).unwrap_err();
+        assert_eq!(e.code, "InvalidArgument");
+        let e = ClientConfig::from_options(&ClientOptions {
+            server: Some("h".into()),
+            signature: Some("v9".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(e.code, "InvalidArgument");
+    }
+}

@@ -1,0 +1,670 @@
+//! HTTP execution: builds the URL and headers of a request for the
+//! endpoint's addressing style, signs it, sends it on the shared connection
+//! pool with an idle watchdog, retries transient faults with jittered
+//! exponential backoff, and hands back status, headers and body.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+
+use crate::config::{ClientConfig, SignatureMode, SslVerify};
+use crate::error::{Error, Result};
+use crate::sign::{self, SignInput, Signature, V4Input};
+use crate::xml;
+
+/// Access key, secret key and optional security token. Swapped as a whole
+/// by `refresh`; never logged, never written anywhere.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    pub access_key: String,
+    pub secret_key: String,
+    pub security_token: Option<String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credentials(**redacted**)")
+    }
+}
+
+/// A byte range of a local file, sent as a request body. Re-read from the
+/// file on every attempt, so nothing is kept in memory between retries.
+#[derive(Clone)]
+pub struct FileRange {
+    pub file: Arc<std::fs::File>,
+    pub offset: u64,
+    pub len: u64,
+    /// Added to as bytes are handed to the socket; a failed attempt takes
+    /// its bytes back.
+    pub sent: Option<Arc<AtomicU64>>,
+}
+
+#[derive(Clone)]
+pub enum Body {
+    Empty,
+    Bytes(Bytes),
+    File(FileRange),
+}
+
+impl Body {
+    fn len(&self) -> u64 {
+        match self {
+            Body::Empty => 0,
+            Body::Bytes(b) => b.len() as u64,
+            Body::File(r) => r.len,
+        }
+    }
+}
+
+pub struct Request {
+    pub method: &'static str,
+    pub bucket: String,
+    pub key: Option<String>,
+    /// Decoded query parameters; `None` = a bare name such as `uploads`.
+    pub query: Vec<(String, Option<String>)>,
+    /// Headers besides Date, Host, Authorization and the token.
+    pub headers: Vec<(String, String)>,
+    pub body: Body,
+}
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    /// Lower-case names.
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+/// Characters left as they are in paths and query values: RFC 3986
+/// unreserved, plus `/`. The reference SDK's `encodeURIWithSafe(s, '/')`.
+const PATH_SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');
+
+pub fn encode_path(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, PATH_SET).to_string()
+}
+
+/// Characters the reference SDK leaves alone in header values
+/// (`encodeURIWithSafe(v, ' ;/?:@&=+$,')`).
+const HEADER_SET: &percent_encoding::AsciiSet = &PATH_SET
+    .remove(b' ')
+    .remove(b';')
+    .remove(b'?')
+    .remove(b':')
+    .remove(b'@')
+    .remove(b'&')
+    .remove(b'=')
+    .remove(b'+')
+    .remove(b'$')
+    .remove(b',');
+
+pub fn encode_header_value(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, HEADER_SET).to_string()
+}
+
+/// How failed requests are tried again.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub max_retries: u32,
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl RetryPolicy {
+    /// Full-jitter exponential backoff for the `n`th retry (0-based).
+    pub fn backoff(&self, n: u32) -> Duration {
+        let exp = self.base.saturating_mul(1u32 << n.min(16)).min(self.cap);
+        let jitter = random_unit();
+        exp.mul_f64(0.5 + jitter / 2.0)
+    }
+}
+
+/// A cheap random number in [0, 1) for jitter; not for secrets.
+fn random_unit() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+const NEGOTIATION_TTL: Duration = Duration::from_secs(15 * 60);
+const CHUNK: usize = 256 * 1024;
+const MAX_RESPONSE_BODY: usize = 16 * 1024 * 1024;
+
+pub struct Client {
+    config: ClientConfig,
+    credentials: RwLock<Credentials>,
+    http: reqwest::Client,
+    retry: RetryPolicy,
+    negotiated: tokio::sync::Mutex<HashMap<String, (Signature, Instant)>>,
+}
+
+/// One connection pool per distinct TLS/proxy setting, shared by all clients.
+fn shared_http(config: &ClientConfig) -> Result<reqwest::Client> {
+    type Key = (SslVerify, Option<String>);
+    static POOLS: OnceLock<Mutex<HashMap<Key, reqwest::Client>>> = OnceLock::new();
+    let key = (config.ssl_verify.clone(), config.proxy.clone());
+    let pools = POOLS.get_or_init(Default::default);
+    let mut pools = pools.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(c) = pools.get(&key) {
+        return Ok(c.clone());
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut b = reqwest::Client::builder()
+        .http1_only()
+        .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(30))
+        .connect_timeout(config.timeout)
+        .no_proxy();
+    b = match &config.ssl_verify {
+        SslVerify::Off => b.tls_danger_accept_invalid_certs(true),
+        SslVerify::SystemRoots => b,
+        SslVerify::CaFile(path) => {
+            let pem = std::fs::read(path).map_err(|e| Error::io("InvalidArgument", "ssl_verify CA file", &e))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| Error::invalid_argument(format!("ssl_verify CA file is not PEM: {e}")))?;
+            b.tls_certs_merge(certs)
+        }
+    };
+    if let Some(proxy) = &config.proxy {
+        let p = reqwest::Proxy::all(proxy).map_err(|e| Error::invalid_argument(format!("proxy is not valid: {e}")))?;
+        b = b.proxy(p);
+    }
+    let client = b.build().map_err(|e| Error::invalid_argument(format!("cannot create HTTP client: {e}")))?;
+    pools.insert(key, client.clone());
+    Ok(client)
+}
+
+impl Client {
+    pub fn new(config: ClientConfig, credentials: Credentials) -> Result<Self> {
+        let http = shared_http(&config)?;
+        let retry = RetryPolicy { max_retries: config.max_retry_count, base: Duration::from_millis(100), cap: Duration::from_secs(5) };
+        Ok(Client { config, credentials: RwLock::new(credentials), http, retry, negotiated: Default::default() })
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    pub fn set_retry_policy(&mut self, retry: RetryPolicy) {
+        self.retry = retry;
+    }
+
+    /// Swaps the credentials; requests signed from now on use them.
+    pub fn refresh(&self, credentials: Credentials) {
+        *self.credentials.write().unwrap_or_else(|p| p.into_inner()) = credentials;
+    }
+
+    fn credentials(&self) -> Credentials {
+        self.credentials.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The protocol to speak to `bucket`, negotiated once per bucket and
+    /// kept for a while, as the reference SDK does.
+    pub async fn signature_for(&self, bucket: &str) -> Result<Signature> {
+        match self.config.signature {
+            SignatureMode::Fixed(s) => Ok(s),
+            SignatureMode::Negotiate => {
+                let mut cache = self.negotiated.lock().await;
+                if let Some((sig, at)) = cache.get(bucket)
+                    && at.elapsed() < NEGOTIATION_TTL
+                {
+                    return Ok(*sig);
+                }
+                let req = Request {
+                    method: "HEAD",
+                    bucket: bucket.to_string(),
+                    key: None,
+                    query: vec![("apiversion".into(), None)],
+                    headers: vec![],
+                    body: Body::Empty,
+                };
+                let resp = self.send_with_retries(&req, None).await?;
+                if resp.status == 404 || resp.status >= 500 {
+                    return Err(error_from_response(&resp, Signature::Obs));
+                }
+                let obs = resp.is_success() && resp.header("x-obs-api").is_some_and(|v| v >= "3.0");
+                let sig = if obs { Signature::Obs } else { Signature::V2 };
+                cache.insert(bucket.to_string(), (sig, Instant::now()));
+                Ok(sig)
+            }
+        }
+    }
+
+    /// Sends `req` signed for `sig`, retrying transient failures. A response
+    /// with an error status is returned as is once retries are spent or when
+    /// retrying cannot help; the caller turns it into an error.
+    pub async fn send(&self, req: &Request, sig: Signature) -> Result<Response> {
+        self.send_with_retries(req, Some(sig)).await
+    }
+
+    async fn send_with_retries(&self, req: &Request, sig: Option<Signature>) -> Result<Response> {
+        let mut retry = 0;
+        loop {
+            let outcome = self.send_once(req, sig).await;
+            let again = match &outcome {
+                Ok(resp) => is_retryable_status(resp.status),
+                Err(e) => e.retryable,
+            };
+            if !again || retry >= self.retry.max_retries {
+                return outcome;
+            }
+            tokio::time::sleep(self.retry.backoff(retry)).await;
+            retry += 1;
+        }
+    }
+
+    fn host_for(&self, bucket: &str) -> String {
+        let ep = &self.config.endpoint;
+        if ep.path_style || ep.is_cname || bucket.is_empty() { ep.host.clone() } else { format!("{bucket}.{}", ep.host) }
+    }
+
+    async fn send_once(&self, req: &Request, sig: Option<Signature>) -> Result<Response> {
+        let ep = &self.config.endpoint;
+        let key_path = req.key.as_deref().map(encode_path).unwrap_or_default();
+        let bucket_path = if ep.is_cname { String::new() } else { encode_path(&req.bucket) };
+        // Path on the wire, and the resource that OBS / V2 sign.
+        let (wire_path, resource_path) = if ep.is_cname {
+            (format!("/{key_path}"), format!("/{}/{key_path}", ep.host))
+        } else if ep.path_style || req.bucket.is_empty() {
+            let p = if req.bucket.is_empty() { "/".to_string() } else { format!("/{bucket_path}/{key_path}") };
+            (p.clone(), p)
+        } else {
+            (format!("/{key_path}"), format!("/{bucket_path}/{key_path}"))
+        };
+        let encoded_query: Vec<String> = req
+            .query
+            .iter()
+            .map(|(k, v)| match v {
+                Some(v) => format!("{}={}", encode_path(k), encode_path(v)),
+                None => encode_path(k),
+            })
+            .collect();
+        let host = self.host_for(&req.bucket);
+        let default_port = if ep.secure { 443 } else { 80 };
+        let host_header = if ep.port == default_port { host.clone() } else { format!("{host}:{}", ep.port) };
+        let scheme = if ep.secure { "https" } else { "http" };
+        let mut url = format!("{scheme}://{host}:{}{wire_path}", ep.port);
+        if !encoded_query.is_empty() {
+            url.push('?');
+            url.push_str(&encoded_query.join("&"));
+        }
+
+        let now = SystemTime::now();
+        let mut headers: Vec<(String, String)> = req.headers.clone();
+        headers.push(("Date".into(), httpdate::fmt_http_date(now)));
+        headers.push(("Host".into(), host_header));
+        let body_len = req.body.len();
+        if req.method != "GET" && req.method != "HEAD" && !matches!(req.body, Body::Empty) {
+            headers.push(("Content-Length".into(), body_len.to_string()));
+        }
+        let creds = self.credentials();
+        if let Some(sig) = sig
+            && !creds.access_key.is_empty()
+            && !creds.secret_key.is_empty()
+        {
+            if let Some(token) = &creds.security_token {
+                headers.push((format!("{}security-token", sig.header_prefix()), token.clone()));
+            }
+            let authorization = if sig == Signature::V4 {
+                let amz_date = amz_date(now);
+                headers.push(("x-amz-content-sha256".into(), sign::UNSIGNED_PAYLOAD.into()));
+                headers.push(("x-amz-date".into(), amz_date.clone()));
+                let input = V4Input {
+                    method: req.method,
+                    wire_path: &wire_path,
+                    encoded_query: &encoded_query,
+                    headers: &headers,
+                    amz_date: &amz_date,
+                    region: &self.config.region,
+                };
+                sign::authorization_v4(&creds.access_key, &creds.secret_key, &input)
+            } else {
+                let input = SignInput { method: req.method, resource_path: &resource_path, query: &req.query, headers: &headers };
+                sign::authorization(sig, &creds.access_key, &creds.secret_key, &input)
+            };
+            headers.push(("Authorization".into(), authorization));
+        }
+        headers.push(("User-Agent".into(), self.config.user_agent.clone()));
+
+        let method = reqwest::Method::from_bytes(req.method.as_bytes()).expect("static method names are valid");
+        let mut builder = self.http.request(method, &url);
+        for (k, v) in &headers {
+            builder = builder.header(k.as_str(), v.as_str());
+        }
+        let activity = Arc::new(Activity::new());
+        let mut counted: Option<(Arc<AtomicU64>, Arc<AtomicU64>)> = None;
+        let read_failure: Arc<Mutex<Option<std::io::Error>>> = Default::default();
+        builder = match &req.body {
+            Body::Empty => builder,
+            Body::Bytes(b) => builder.body(b.clone()),
+            Body::File(range) => {
+                let attempt_sent = Arc::new(AtomicU64::new(0));
+                if let Some(total) = &range.sent {
+                    counted = Some((total.clone(), attempt_sent.clone()));
+                }
+                builder.body(reqwest::Body::wrap_stream(file_stream(
+                    range.clone(),
+                    activity.clone(),
+                    attempt_sent,
+                    read_failure.clone(),
+                )))
+            }
+        };
+        let request = builder.build().map_err(|e| Error::invalid_argument(format!("request cannot be built: {e}")))?;
+
+        let result = self.execute(request, &activity).await;
+        let result = match result {
+            Err(e) => {
+                if let Some(io) = read_failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                    Err(Error::io("FileReadError", "reading the file to upload failed", &io))
+                } else {
+                    Err(e)
+                }
+            }
+            ok => ok,
+        };
+        // Bytes of an attempt that did not succeed are not progress.
+        if let Some((total, attempt)) = counted
+            && !matches!(&result, Ok(r) if r.is_success())
+        {
+            total.fetch_sub(attempt.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// Runs the request; fails when neither side moves a byte for `timeout`.
+    async fn execute(&self, request: reqwest::Request, activity: &Activity) -> Result<Response> {
+        let timeout = self.config.timeout;
+        let url_host = request.url().host_str().unwrap_or_default().to_string();
+        let port = request.url().port_or_known_default().unwrap_or_default();
+        let fut = self.http.execute(request);
+        tokio::pin!(fut);
+        let resp = loop {
+            let deadline = activity.last() + timeout;
+            tokio::select! {
+                r = &mut fut => break r.map_err(|e| network_error(&e, &url_host, port))?,
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    if activity.last() + timeout <= Instant::now() {
+                        return Err(timeout_error(&url_host));
+                    }
+                }
+            }
+        };
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect();
+        let mut body = Vec::new();
+        let mut stream = resp.bytes_stream();
+        loop {
+            let chunk = tokio::time::timeout(timeout, stream.next()).await.map_err(|_| timeout_error(&url_host))?;
+            match chunk {
+                None => break,
+                Some(Ok(c)) => {
+                    if body.len() + c.len() > MAX_RESPONSE_BODY {
+                        return Err(Error::network("response body is larger than expected"));
+                    }
+                    body.extend_from_slice(&c);
+                }
+                Some(Err(e)) => return Err(network_error(&e, &url_host, port)),
+            }
+        }
+        Ok(Response { status, headers, body: Bytes::from(body) })
+    }
+}
+
+/// The last moment a request moved bytes, for the idle watchdog.
+struct Activity {
+    start: Instant,
+    millis: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity { start: Instant::now(), millis: AtomicU64::new(0) }
+    }
+    fn touch(&self) {
+        self.millis.store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+    fn last(&self) -> Instant {
+        self.start + Duration::from_millis(self.millis.load(Ordering::Relaxed))
+    }
+}
+
+/// The file range as a stream of chunks, read off the async threads.
+fn file_stream(
+    range: FileRange,
+    activity: Arc<Activity>,
+    attempt_sent: Arc<AtomicU64>,
+    failure: Arc<Mutex<Option<std::io::Error>>>,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    let state = (range.offset, range.offset + range.len);
+    futures_util::stream::unfold(state, move |(pos, end)| {
+        let file = range.file.clone();
+        let total = range.sent.clone();
+        let activity = activity.clone();
+        let attempt_sent = attempt_sent.clone();
+        let failure = failure.clone();
+        async move {
+            if pos >= end {
+                return None;
+            }
+            let want = ((end - pos) as usize).min(CHUNK);
+            let read = tokio::task::spawn_blocking(move || read_exact_at(&file, pos, want)).await;
+            let read = match read {
+                Ok(r) => r,
+                Err(e) => Err(std::io::Error::other(e.to_string())),
+            };
+            match read {
+                Ok(buf) => {
+                    activity.touch();
+                    let n = buf.len() as u64;
+                    attempt_sent.fetch_add(n, Ordering::Relaxed);
+                    if let Some(t) = &total {
+                        t.fetch_add(n, Ordering::Relaxed);
+                    }
+                    Some((Ok(Bytes::from(buf)), (pos + n, end)))
+                }
+                Err(e) => {
+                    let copy = std::io::Error::new(e.kind(), e.to_string());
+                    *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                    Some((Err(copy), (end, end)))
+                }
+            }
+        }
+    })
+}
+
+fn read_exact_at(file: &std::fs::File, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    let mut done = 0;
+    while done < len {
+        let n = read_at(file, &mut buf[done..], offset + done as u64)?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the file became shorter while it was being uploaded",
+            ));
+        }
+        done += n;
+    }
+    Ok(buf)
+}
+
+#[cfg(unix)]
+fn read_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    std::os::unix::fs::FileExt::read_at(file, buf, offset)
+}
+
+#[cfg(windows)]
+fn read_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    std::os::windows::fs::FileExt::seek_read(file, buf, offset)
+}
+
+pub fn open_for_reading(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::File::open(path)
+}
+
+fn amz_date(t: SystemTime) -> String {
+    // httpdate gives "Tue, 24 Nov 2026 21:25:48 GMT"; V4 wants 20261124T212548Z.
+    let secs = t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days as i64);
+    format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", rem / 3600, rem / 60 % 60, rem % 60)
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+pub fn is_retryable_status(status: u16) -> bool {
+    status >= 500 || status == 429 || status == 408
+}
+
+/// Reads the OBS/S3 error of a failed answer: the XML `<Error>` body, else
+/// the `x-obs-error-*` headers (HEAD answers carry no body).
+pub fn error_from_response(resp: &Response, sig: Signature) -> Error {
+    let prefix = sig.header_prefix();
+    let h = |name: &str| resp.header(&format!("{prefix}{name}")).unwrap_or_default().to_string();
+    let mut d = crate::error::ServiceDetails {
+        status: resp.status,
+        code: h("error-code"),
+        message: h("error-message"),
+        request_id: h("request-id"),
+        host_id: String::new(),
+        id2: h("id2"),
+        indicator: resp.header("x-reserved-indicator").unwrap_or_default().to_string(),
+    };
+    if let Some(root) = xml::parse(&resp.body)
+        && root.name == "Error"
+    {
+        d.code = root.text_of("Code").unwrap_or_default().to_string();
+        d.message = root.text_of("Message").unwrap_or_default().to_string();
+        d.host_id = root.text_of("HostId").unwrap_or_default().to_string();
+        if let Some(r) = root.text_of("RequestId").filter(|r| !r.is_empty()) {
+            d.request_id = r.to_string();
+        }
+    }
+    Error::service(d)
+}
+
+/// A transport failure, worded as Node words it (`connect ECONNREFUSED
+/// 127.0.0.1:9`), so messages read as the reference SDK's did.
+fn network_error(e: &reqwest::Error, host: &str, port: u16) -> Error {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut io_kind = None;
+    let mut innermost = e.to_string();
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            io_kind = Some(io.kind());
+        }
+        innermost = s.to_string();
+        source = s.source();
+    }
+    use std::io::ErrorKind as K;
+    let message = match io_kind {
+        Some(K::ConnectionRefused) => format!("connect ECONNREFUSED {host}:{port}"),
+        Some(K::ConnectionReset) | Some(K::BrokenPipe) | Some(K::UnexpectedEof) => "socket hang up".to_string(),
+        Some(K::TimedOut) => format!("connect ETIMEDOUT {host}"),
+        _ if e.is_connect() => format!("connect failed {host}:{port}: {innermost}"),
+        _ => innermost,
+    };
+    let mut err = Error::network(message);
+    if e.is_timeout() {
+        err.code = "Timeout".into();
+    }
+    err
+}
+
+fn timeout_error(host: &str) -> Error {
+    let mut e = Error::network(format!("connect ETIMEDOUT {host}"));
+    e.code = "Timeout".into();
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_keep_unreserved_and_slash_only() {
+        assert_eq!(encode_path("dir/a b+c?#%ü!*'()"), "dir/a%20b%2Bc%3F%23%25%C3%BC%21%2A%27%28%29");
+        assert_eq!(encode_header_value("text/plain; charset=utf-8"), "text/plain; charset=utf-8");
+        assert_eq!(encode_header_value("ü\"x"), "%C3%BC%22x");
+    }
+
+    #[test]
+    fn amz_date_is_utc_basic_format() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_555_548); // 2026-11-24T21:25:48Z
+        assert_eq!(amz_date(t), "20261124T212548Z");
+        assert_eq!(httpdate::fmt_http_date(t), "Tue, 24 Nov 2026 21:25:48 GMT");
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let p = RetryPolicy { max_retries: 3, base: Duration::from_millis(100), cap: Duration::from_secs(1) };
+        for n in 0..20 {
+            let d = p.backoff(n);
+            assert!(d <= Duration::from_secs(1));
+            assert!(d >= Duration::from_millis(50).min(Duration::from_millis(100 << n.min(4)) / 2));
+        }
+    }
+
+    #[test]
+    fn error_answers_are_read_from_xml_or_headers() {
+        let resp = Response {
+            status: 404,
+            headers: vec![("x-amz-request-id".into(), "hdr-id".into())],
+            body: Bytes::from_static(
+                b"<?xml version=\"1.0\"?><Error><Code>NoSuchBucket</Code><Message>gone</Message><RequestId>xml-id</RequestId><HostId>h</HostId></Error>",
+            ),
+        };
+        let e = error_from_response(&resp, Signature::V2);
+        assert_eq!((e.code.as_str(), e.message.as_str()), ("NoSuchBucket", "gone"));
+        let s = e.service.unwrap();
+        assert_eq!((s.request_id.as_str(), s.host_id.as_str(), s.status), ("xml-id", "h", 404));
+        assert!(!error_from_response(&resp, Signature::V2).retryable);
+
+        let head = Response {
+            status: 503,
+            headers: vec![("x-obs-error-code".into(), "ServiceUnavailable".into())],
+            body: Bytes::new(),
+        };
+        let e = error_from_response(&head, Signature::Obs);
+        assert_eq!(e.code, "ServiceUnavailable");
+        assert!(e.retryable);
+    }
+}

@@ -1,0 +1,292 @@
+//! The checkpoint record: the reference SDK's JSON layout and md5 rule (so a
+//! record written by either SDK resumes in the other), loading with
+//! validation against the file, and atomic replacement on disk.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use base64::Engine as _;
+use md5::{Digest, Md5};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorKind, Result};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileStat {
+    pub file_size: u64,
+    /// The file's mtime as JavaScript's `Date.prototype.toUTCString` prints it.
+    pub last_modified: String,
+    /// Base64 MD5 of the whole file, when EnableCheckSum was set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_sum: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PartMeta {
+    pub offset: u64,
+    pub part_size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    #[serde(default)]
+    pub is_completed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Checkpoint {
+    pub bucket_name: String,
+    pub object_key: String,
+    pub upload_file: String,
+    pub part_size: u64,
+    pub part_count: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acl: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub website_redirect_location: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sse_kms: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sse_kms_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sse_c: Option<String>,
+    /// Read from records the reference SDK wrote; never written by us: a
+    /// record holds no secret. The key is passed again on every call.
+    #[serde(default, skip_serializing)]
+    pub sse_c_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<serde_json::Value>,
+    #[serde(default)]
+    pub md5: String,
+    pub upload_file_stat: FileStat,
+    #[serde(default)]
+    pub parts_meta: BTreeMap<u32, PartMeta>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_id: Option<String>,
+}
+
+fn push_truthy(data: &mut String, v: &Option<String>) {
+    if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+        data.push_str(v);
+    }
+}
+
+impl Checkpoint {
+    /// The reference SDK's integrity digest over the record's fields: their
+    /// concatenation in a fixed order (missing or empty ones skipped, part
+    /// fields as JavaScript's `String()` prints them), MD5, base64.
+    /// `include_sse_c_key`: whether the key takes part (it does in records
+    /// the reference wrote; our records never hold it).
+    pub fn compute_md5(&self, include_sse_c_key: bool) -> String {
+        let mut data = String::with_capacity(256 + self.parts_meta.len() * 64);
+        data.push_str(&self.bucket_name);
+        data.push_str(&self.object_key);
+        data.push_str(&self.upload_file);
+        data.push_str(&self.part_size.to_string());
+        data.push_str(&self.part_count.to_string());
+        push_truthy(&mut data, &self.content_type);
+        push_truthy(&mut data, &self.acl);
+        push_truthy(&mut data, &self.website_redirect_location);
+        push_truthy(&mut data, &self.sse_kms);
+        push_truthy(&mut data, &self.sse_kms_key);
+        push_truthy(&mut data, &self.sse_c);
+        if include_sse_c_key {
+            push_truthy(&mut data, &self.sse_c_key);
+        }
+        if let Some(m) = &self.metadata
+            && !m.is_null()
+        {
+            data.push_str(&serde_json::to_string(m).unwrap_or_default());
+        }
+        push_truthy(&mut data, &self.upload_id);
+        for (n, p) in &self.parts_meta {
+            data.push_str(&n.to_string());
+            data.push_str(&p.offset.to_string());
+            data.push_str(&p.part_size.to_string());
+            data.push_str(if p.is_completed { "true" } else { "false" });
+            data.push_str(p.etag.as_deref().unwrap_or("undefined"));
+        }
+        base64::engine::general_purpose::STANDARD.encode(Md5::digest(data.as_bytes()))
+    }
+
+    /// Whether the stored digest matches the fields (written by either SDK).
+    pub fn md5_is_valid(&self) -> bool {
+        self.md5 == self.compute_md5(true) || (self.sse_c_key.is_none() && self.md5 == self.compute_md5(false))
+    }
+
+    /// Sets the digest for writing (the record we write has no SSE-C key).
+    pub fn seal(&mut self) {
+        self.md5 = self.compute_md5(false);
+    }
+
+    /// Bytes of the parts recorded as completed.
+    pub fn completed_bytes(&self) -> u64 {
+        self.parts_meta.values().filter(|p| p.is_completed).map(|p| p.part_size).sum()
+    }
+}
+
+/// `Date.prototype.toUTCString` of a file time: `Tue, 24 Nov 2026 21:25:48 GMT`.
+pub fn utc_string(t: SystemTime) -> String {
+    let t = t.max(SystemTime::UNIX_EPOCH);
+    std::panic::catch_unwind(|| httpdate::fmt_http_date(t)).unwrap_or_else(|_| "Invalid Date".to_string())
+}
+
+/// What was found at the record's path.
+pub enum Loaded {
+    Missing,
+    Found(Box<Checkpoint>),
+}
+
+/// Reads and parses the record. A record that cannot be read or parsed is
+/// an error whose code says which (the reference SDK's codes).
+pub async fn load(path: &Path) -> Result<Loaded> {
+    let bytes = match tokio::fs::read(path).await {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Loaded::Missing),
+        Err(e) => {
+            return Err(Error::new(ErrorKind::Checkpoint, "ReadCheckpointFileError", format!("cannot read the checkpoint file: {e}")));
+        }
+    };
+    match serde_json::from_slice::<Checkpoint>(&bytes) {
+        Ok(cp) => Ok(Loaded::Found(Box::new(cp))),
+        Err(e) => Err(Error::new(
+            ErrorKind::Checkpoint,
+            "ParseCheckpointFileError",
+            format!("the checkpoint file is not a valid record: {e}"),
+        )),
+    }
+}
+
+/// Replaces the record atomically: a temporary file beside it, written in
+/// full with mode 0600, then renamed over it. A crash leaves the old record
+/// or the new one, never a torn one.
+pub fn save(path: &Path, json: &[u8]) -> std::io::Result<()> {
+    let tmp = temp_path(path);
+    let result = (|| {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let mut f = opts.open(&tmp)?;
+        f.write_all(json)?;
+        f.flush()?;
+        drop(f);
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn temp_path(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+}
+
+/// Removes the record; a record already gone is fine.
+pub async fn remove(path: &Path) {
+    let _ = tokio::fs::remove_file(path).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Checkpoint {
+        Checkpoint {
+            bucket_name: "bucket".into(),
+            object_key: "key".into(),
+            upload_file: "/tmp/file".into(),
+            part_size: 5_242_880,
+            part_count: 2,
+            content_type: None,
+            acl: None,
+            website_redirect_location: None,
+            sse_kms: None,
+            sse_kms_key: None,
+            sse_c: None,
+            sse_c_key: None,
+            metadata: None,
+            expires: None,
+            md5: String::new(),
+            upload_file_stat: FileStat { file_size: 6_000_000, last_modified: "Tue, 24 Nov 2026 21:25:48 GMT".into(), check_sum: None },
+            parts_meta: BTreeMap::new(),
+            upload_id: None,
+        }
+    }
+
+    // Golden digests computed by esdk-obs-nodejs 3.26.8's own
+    // calculateUploadCheckpointMD5 on the same records.
+    #[test]
+    fn md5_rule_matches_the_reference() {
+        let mut cp = sample();
+        assert_eq!(cp.compute_md5(true), "ILlgWxsQ+8TjNsUsLKLB3A==");
+        cp.upload_id = Some("upload-1".into());
+        cp.content_type = Some("text/plain".into());
+        cp.metadata = Some(serde_json::json!({"b": "2", "a": "1"}));
+        cp.parts_meta.insert(2, PartMeta { offset: 5_242_880, part_size: 757_120, etag: None, is_completed: false });
+        cp.parts_meta.insert(1, PartMeta { offset: 0, part_size: 5_242_880, etag: Some("\"e1\"".into()), is_completed: true });
+        assert_eq!(cp.compute_md5(true), "Nw5BtqjWUvullpw8Ca/TCw==");
+    }
+
+    #[test]
+    fn json_layout_matches_the_reference() {
+        let mut cp = sample();
+        cp.upload_id = Some("u".into());
+        cp.parts_meta.insert(1, PartMeta { offset: 0, part_size: 5_242_880, etag: Some("\"e\"".into()), is_completed: true });
+        cp.sse_c_key = Some("secret-key".into());
+        cp.seal();
+        let json = serde_json::to_string(&cp).unwrap();
+        assert!(!json.contains("secret-key"), "no secret in a record");
+        assert!(json.starts_with(r#"{"bucketName":"bucket","objectKey":"key","uploadFile":"/tmp/file","partSize":5242880,"partCount":2,"md5":""#));
+        assert!(json.ends_with(
+            r#""uploadFileStat":{"fileSize":6000000,"lastModified":"Tue, 24 Nov 2026 21:25:48 GMT"},"partsMeta":{"1":{"offset":0,"partSize":5242880,"etag":"\"e\"","isCompleted":true}},"uploadId":"u"}"#
+        ));
+        let back: Checkpoint = serde_json::from_str(&json).unwrap();
+        assert!(back.md5_is_valid());
+    }
+
+    #[test]
+    fn tampering_breaks_the_digest() {
+        let mut cp = sample();
+        cp.upload_id = Some("u".into());
+        cp.seal();
+        assert!(cp.md5_is_valid());
+        cp.part_size += 1;
+        assert!(!cp.md5_is_valid());
+    }
+
+    #[test]
+    fn save_is_atomic_and_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rec");
+        let mut cp = sample();
+        cp.seal();
+        let json = serde_json::to_vec(&cp).unwrap();
+        save(&path, &json).unwrap();
+        save(&path, &json).unwrap();
+        let back: Checkpoint = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(back, cp);
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names.len(), 1, "no temporary file left: {names:?}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn utc_string_is_javascripts() {
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_795_555_548_999);
+        assert_eq!(utc_string(t), "Tue, 24 Nov 2026 21:25:48 GMT");
+    }
+}

@@ -1,0 +1,82 @@
+//! The one writer of an upload's checkpoint record. Writes run off the
+//! async threads, one at a time; changes made while a write is under way
+//! are coalesced into the next write.
+
+use std::path::PathBuf;
+
+use tokio::task::JoinHandle;
+
+use super::checkpoint::{self, Checkpoint};
+use crate::error::{Error, Result};
+
+pub struct RecordWriter {
+    path: PathBuf,
+    dirty: bool,
+    writing: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl RecordWriter {
+    pub fn new(path: PathBuf) -> Self {
+        RecordWriter { path, dirty: false, writing: None }
+    }
+
+    /// The record changed: write it now, or after the write under way.
+    pub fn mark(&mut self, record: &mut Checkpoint) {
+        self.dirty = true;
+        if self.writing.is_none() {
+            self.start(record);
+        }
+    }
+
+    fn start(&mut self, record: &mut Checkpoint) {
+        record.seal();
+        let bytes = serde_json::to_vec(&*record);
+        let path = self.path.clone();
+        self.dirty = false;
+        self.writing = Some(tokio::task::spawn_blocking(move || checkpoint::save(&path, &bytes.map_err(std::io::Error::other)?)));
+    }
+
+    pub fn is_writing(&self) -> bool {
+        self.writing.is_some()
+    }
+
+    /// Waits for the write under way; then starts the next if the record
+    /// changed meanwhile.
+    pub async fn write_finished(&mut self, record: &mut Checkpoint) -> Result<()> {
+        if let Some(h) = self.writing.take() {
+            match h.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(Error::io("WriteCheckpointFileError", "cannot write the checkpoint file", &e)),
+                Err(e) => return Err(Error::io("WriteCheckpointFileError", "cannot write the checkpoint file", &std::io::Error::other(e))),
+            }
+        }
+        if self.dirty {
+            self.start(record);
+        }
+        Ok(())
+    }
+
+    /// Returns once the record on disk holds every change made so far.
+    pub async fn flush(&mut self, record: &mut Checkpoint) -> Result<()> {
+        while self.writing.is_some() || self.dirty {
+            if self.writing.is_none() {
+                self.start(record);
+            }
+            self.write_finished(record).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn write_now(&mut self, record: &mut Checkpoint) -> Result<()> {
+        self.dirty = true;
+        self.flush(record).await
+    }
+
+    /// Waits for any write under way, then deletes the record.
+    pub async fn remove(mut self) {
+        if let Some(h) = self.writing.take() {
+            let _ = h.await;
+        }
+        checkpoint::remove(&self.path).await;
+    }
+}
