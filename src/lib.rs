@@ -1,1 +1,287 @@
+//! The napi binding: converts JavaScript values to the core's types and the
+//! core's results back. No logic of its own: `index.js` gives it
+//! reference-compatible coercion, and `obs-core` does the work.
+#![deny(clippy::all)]
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use napi::bindgen_prelude::*;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode, UnknownReturnValue};
+use napi_derive::napi;
+use obs_core::config::{ClientConfig, ClientOptions, SslVerify};
+use obs_core::http::{Client, Credentials};
+use obs_core::ops::ObjectSettings;
+use obs_core::upload::{self, CheckpointSettings, Control, Observer, UploadRequest};
+use serde_json::{Map, Value, json};
+
+/// Constructor options, coerced by index.js (`undefined` = absent).
+#[napi(object)]
+pub struct NativeClientOptions {
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub security_token: Option<String>,
+    pub server: Option<String>,
+    pub is_secure: Option<bool>,
+    pub port: Option<u32>,
+    pub path_style: Option<bool>,
+    pub signature: Option<String>,
+    pub is_signature_negotiation: Option<bool>,
+    pub region: Option<String>,
+    pub timeout: Option<f64>,
+    pub max_retry_count: Option<f64>,
+    pub ssl_verify: Option<bool>,
+    pub ssl_verify_ca_file: Option<String>,
+    pub is_cname: Option<bool>,
+    pub max_connections: Option<f64>,
+    pub user_agent: Option<String>,
+    pub proxy: Option<String>,
+}
+
+/// uploadFile parameters, validated and coerced by index.js.
+#[napi(object)]
+pub struct NativeUploadParams {
+    pub bucket: String,
+    pub key: String,
+    pub upload_file: String,
+    pub part_size: Option<f64>,
+    pub task_num: u32,
+    pub checkpoint_file: Option<String>,
+    pub enable_check_sum: bool,
+    pub content_type: Option<String>,
+    pub acl: Option<String>,
+    pub website_redirect_location: Option<String>,
+    pub sse_kms: Option<String>,
+    pub sse_kms_key: Option<String>,
+    pub sse_c: Option<String>,
+    pub sse_c_key: Option<String>,
+    /// Metadata as a JSON string (its key order matters to the record).
+    pub metadata_json: Option<String>,
+    pub expires_json: Option<String>,
+    pub expires: Option<f64>,
+}
+
+fn to_core_options(o: NativeClientOptions) -> ClientOptions {
+    let count = |v: Option<f64>| v.filter(|n| n.is_finite() && *n >= 0.0).map(|n| n as u64);
+    ClientOptions {
+        access_key_id: o.access_key_id,
+        secret_access_key: o.secret_access_key,
+        security_token: o.security_token,
+        server: o.server,
+        is_secure: o.is_secure,
+        port: o.port.and_then(|p| u16::try_from(p).ok()).filter(|p| *p > 0),
+        path_style: o.path_style,
+        signature: o.signature,
+        is_signature_negotiation: o.is_signature_negotiation,
+        region: o.region,
+        timeout_secs: count(o.timeout),
+        max_retry_count: count(o.max_retry_count).map(|n| n.min(100) as u32),
+        ssl_verify: match (o.ssl_verify_ca_file, o.ssl_verify) {
+            (Some(ca), _) => Some(SslVerify::CaFile(ca)),
+            (None, Some(true)) => Some(SslVerify::SystemRoots),
+            (None, Some(false)) => Some(SslVerify::Off),
+            (None, None) => None,
+        },
+        is_cname: o.is_cname,
+        max_connections: count(o.max_connections).map(|n| n as usize),
+        user_agent: o.user_agent,
+        proxy: o.proxy,
+    }
+}
+
+/// The one place where a core error becomes something JavaScript sees: a
+/// plain description that index.js turns into an `Error` with `code`.
+fn error_value(e: &obs_core::Error) -> Value {
+    let mut v = json!({
+        "code": e.code,
+        "message": e.message,
+        "kind": format!("{:?}", e.kind),
+        "retryable": e.retryable,
+    });
+    if let Some(s) = &e.service {
+        v["status"] = json!(s.status);
+        v["serviceCode"] = json!(s.code);
+        v["serviceMessage"] = json!(s.message);
+        v["requestId"] = json!(s.request_id);
+        v["hostId"] = json!(s.host_id);
+        v["id2"] = json!(s.id2);
+        v["indicator"] = json!(s.indicator);
+    }
+    if let Some(id) = &e.upload_id {
+        v["uploadId"] = json!(id);
+    }
+    if let Some(n) = e.part_number {
+        v["partNumber"] = json!(n);
+    }
+    v
+}
+
+fn throw(e: obs_core::Error) -> napi::Error {
+    napi::Error::new(Status::InvalidArg, serde_json::to_string(&error_value(&e)).unwrap_or_default())
+}
+
+#[napi]
+pub struct NativeClient {
+    inner: Arc<Client>,
+}
+
+#[napi]
+impl NativeClient {
+    /// Throws (with a JSON description as message) when the options are
+    /// unusable; index.js rethrows it as the reference SDK's error.
+    #[napi(constructor)]
+    pub fn new(options: NativeClientOptions) -> napi::Result<Self> {
+        let credentials = Credentials {
+            access_key: options.access_key_id.clone().map(|s| s.trim().to_string()).unwrap_or_default(),
+            secret_key: options.secret_access_key.clone().map(|s| s.trim().to_string()).unwrap_or_default(),
+            security_token: options.security_token.clone().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()),
+        };
+        let config = ClientConfig::from_options(&to_core_options(options)).map_err(throw)?;
+        let client = Client::new(config, credentials).map_err(throw)?;
+        Ok(NativeClient { inner: Arc::new(client) })
+    }
+
+    #[napi]
+    pub fn refresh(&self, access_key_id: Option<String>, secret_access_key: Option<String>, security_token: Option<String>) {
+        self.inner.refresh(Credentials {
+            access_key: access_key_id.map(|s| s.trim().to_string()).unwrap_or_default(),
+            secret_key: secret_access_key.map(|s| s.trim().to_string()).unwrap_or_default(),
+            security_token: security_token.map(|s| s.trim().to_string()).filter(|s| !s.is_empty()),
+        });
+    }
+
+    /// Runs the upload on the tokio runtime. Resolves with
+    /// `{ok: true, ...answer}` or `{ok: false, error}`; never rejects for
+    /// upload failures.
+    #[napi(ts_return_type = "Promise<any>")]
+    pub fn upload_file<'env>(
+        &self,
+        env: &'env Env,
+        params: NativeUploadParams,
+        control: &UploadControl,
+        on_progress: Option<ProgressFn>,
+        on_started: Option<StartedFn>,
+    ) -> napi::Result<PromiseRaw<'env, Value>> {
+        let request = to_request(params)?;
+        let client = self.inner.clone();
+        let control = control.inner.clone();
+        let observer = Arc::new(JsObserver { on_progress, on_started });
+        env.spawn_future(async move {
+            let result = upload::run(request, client, observer, control).await;
+            Ok(match result {
+                Ok(outcome) => outcome_value(&outcome),
+                Err(e) => json!({"ok": false, "error": error_value(&e)}),
+            })
+        })
+    }
+}
+
+type ProgressFn = ThreadsafeFunction<FnArgs<(f64, f64, f64)>, UnknownReturnValue, FnArgs<(f64, f64, f64)>, Status, false, true>;
+type StartedFn = ThreadsafeFunction<String, UnknownReturnValue, String, Status, false, true>;
+
+struct JsObserver {
+    on_progress: Option<ProgressFn>,
+    on_started: Option<StartedFn>,
+}
+
+impl Observer for JsObserver {
+    fn progress(&self, transferred: u64, total: u64, elapsed: Duration) {
+        if let Some(f) = &self.on_progress {
+            let args = (transferred as f64, total as f64, elapsed.as_secs_f64());
+            f.call(args.into(), ThreadsafeFunctionCallMode::NonBlocking);
+        }
+    }
+
+    fn started(&self, upload_id: &str) {
+        if let Some(f) = &self.on_started {
+            f.call(upload_id.to_string(), ThreadsafeFunctionCallMode::NonBlocking);
+        }
+    }
+}
+
+fn to_request(p: NativeUploadParams) -> napi::Result<UploadRequest> {
+    let parse_json = |s: Option<String>| -> napi::Result<Option<Value>> {
+        s.map(|s| serde_json::from_str(&s).map_err(|e| napi::Error::new(Status::InvalidArg, e.to_string()))).transpose()
+    };
+    let metadata_json = parse_json(p.metadata_json)?;
+    let metadata = match &metadata_json {
+        Some(Value::Object(m)) => m.iter().map(|(k, v)| (k.clone(), js_string(v))).collect(),
+        _ => Vec::new(),
+    };
+    Ok(UploadRequest {
+        bucket: p.bucket,
+        key: p.key,
+        upload_file: p.upload_file.clone(),
+        part_size: p.part_size.filter(|n| n.is_finite()).map(|n| n.clamp(i64::MIN as f64, i64::MAX as f64) as i64),
+        task_num: p.task_num as usize,
+        checkpoint: p.checkpoint_file.map(|path| CheckpointSettings { path: path.into(), enable_checksum: p.enable_check_sum }),
+        object: ObjectSettings {
+            content_type: p.content_type,
+            acl: p.acl,
+            metadata,
+            website_redirect_location: p.website_redirect_location,
+            sse_kms: p.sse_kms,
+            sse_kms_key: p.sse_kms_key,
+            sse_c: p.sse_c,
+            sse_c_key: p.sse_c_key,
+            expires: p.expires.filter(|n| n.is_finite()).map(|n| n as i64),
+        },
+        metadata_json,
+        expires_json: parse_json(p.expires_json)?,
+    })
+}
+
+fn js_string(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn outcome_value(o: &upload::Outcome) -> Value {
+    let c = &o.completed;
+    let mut headers = Map::new();
+    for (k, v) in &c.headers {
+        headers.entry(k.clone()).or_insert_with(|| json!(v));
+    }
+    json!({
+        "ok": true,
+        "signature": format!("{:?}", o.signature).to_lowercase(),
+        "status": c.status,
+        "headers": headers,
+        "body": {
+            "Location": c.location,
+            "Bucket": c.bucket,
+            "Key": c.key,
+            "ETag": c.etag,
+            "EncodingType": c.encoding_type,
+        },
+    })
+}
+
+/// Cancel and abort for one running upload (the ResumeCallback handle).
+#[napi]
+pub struct UploadControl {
+    inner: Arc<Control>,
+}
+
+#[napi]
+impl UploadControl {
+    #[napi(constructor)]
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        UploadControl { inner: Arc::new(Control::default()) }
+    }
+
+    /// Stop; keep the record and the multipart upload for a later call.
+    #[napi]
+    pub fn cancel(&self) {
+        self.inner.cancel();
+    }
+
+    /// Stop; abort the multipart upload and remove the record.
+    #[napi]
+    pub fn abort(&self) {
+        self.inner.abort();
+    }
+}

@@ -1,0 +1,257 @@
+'use strict';
+// The reference-compatible surface of obs-native: ObsClient with the
+// options, parameter coercion, callback-or-Promise convention, result
+// objects and error strings of esdk-obs-nodejs. The work itself runs in the
+// native addon (binding.js) on a tokio runtime; nothing here blocks.
+
+const { NativeClient, UploadControl } = require('./binding.js');
+
+/** An error with a stable `code`; `String(err)` is the reference SDK's `Code:Message`. */
+class ObsError extends Error {
+  constructor(info) {
+    super(info.message);
+    this.name = 'ObsError';
+    this.code = info.code;
+    for (const k of ['status', 'requestId', 'hostId', 'uploadId', 'partNumber', 'retryable']) {
+      if (info[k] !== undefined) this[k] = info[k];
+    }
+    if (info.serviceCode !== undefined) {
+      this.serviceCode = info.serviceCode;
+      this.serviceMessage = info.serviceMessage;
+    }
+  }
+
+  toString() {
+    return `${this.code}:${this.message}`;
+  }
+}
+
+const invalid = (message) => new ObsError({ code: 'InvalidArgument', message });
+
+const isFunction = (f) => typeof f === 'function';
+const present = (v) => v !== undefined && v !== null;
+const str = (v) => (present(v) ? String(v) : undefined);
+const trimmed = (v) => (v ? String(v).trim() : undefined);
+
+/** parseInt as the reference applies it; undefined for NaN. */
+function int(v) {
+  const n = parseInt(v, 10);
+  return Number.isNaN(n) ? undefined : n;
+}
+
+function toNativeOptions(param) {
+  const p = param || {};
+  if (!p.server) {
+    throw invalid('Server is not set');
+  }
+  const sslVerify = p.ssl_verify;
+  return {
+    accessKeyId: trimmed(p.access_key_id),
+    secretAccessKey: trimmed(p.secret_access_key),
+    securityToken: trimmed(p.security_token),
+    server: String(p.server).trim(),
+    isSecure: present(p.is_secure) ? Boolean(p.is_secure) : undefined,
+    port: int(p.port) > 0 ? int(p.port) : undefined,
+    pathStyle: present(p.path_style) ? Boolean(p.path_style) : undefined,
+    signature: present(p.signature) ? String(p.signature).trim().toLowerCase() : undefined,
+    isSignatureNegotiation: present(p.is_signature_negotiation) ? Boolean(p.is_signature_negotiation) : undefined,
+    region: present(p.region) ? String(p.region).trim() : undefined,
+    timeout: int(p.timeout),
+    maxRetryCount: int(p.max_retry_count),
+    sslVerify: typeof sslVerify === 'string' ? undefined : present(sslVerify) ? Boolean(sslVerify) : undefined,
+    sslVerifyCaFile: typeof sslVerify === 'string' && sslVerify !== '' ? sslVerify : undefined,
+    isCname: present(p.is_cname) ? Boolean(p.is_cname) : undefined,
+    maxConnections: int(p.max_connections),
+    userAgent: p.user_agent ? String(p.user_agent) : undefined,
+    proxy: p.proxy ? String(p.proxy) : undefined,
+  };
+}
+
+function nativeError(e) {
+  try {
+    return new ObsError(JSON.parse(e.message));
+  } catch (_) {
+    return e;
+  }
+}
+
+const MAX_TASK_NUM = 10000;
+
+/** Validates and coerces uploadFile's parameters as the reference does. */
+function toNativeParams(param) {
+  const p = param !== null && typeof param === 'object' ? param : {};
+  if (!p.Bucket) throw invalid('Bucket is a required element!');
+  if (!p.Key) throw invalid('Key is a required element!');
+  if (!p.UploadFile) throw invalid('UploadFile is a required element!');
+  const uploadFile = String(p.UploadFile);
+  let taskNum = int(p.TaskNum) || 20;
+  if (taskNum < 0) throw invalid('TaskNum must be a positive number');
+  taskNum = Math.min(taskNum, MAX_TASK_NUM);
+  for (const name of ['ProgressCallback', 'ResumeCallback']) {
+    if (present(p[name]) && !isFunction(p[name])) throw invalid(`${name} must be a function`);
+  }
+  if (present(p.Metadata) && (typeof p.Metadata !== 'object' || Array.isArray(p.Metadata))) {
+    throw invalid('Metadata must be an object');
+  }
+  let checkpointFile;
+  if (p.EnableCheckpoint) {
+    checkpointFile = p.CheckpointFile ? String(p.CheckpointFile) : `${uploadFile}.upload_record`;
+  }
+  const expires = present(p.Expires) && !Number.isNaN(Number(p.Expires)) ? Number(p.Expires) : undefined;
+  return {
+    bucket: String(p.Bucket),
+    key: String(p.Key),
+    uploadFile,
+    partSize: int(p.PartSize),
+    taskNum,
+    checkpointFile,
+    enableCheckSum: Boolean(checkpointFile && p.EnableCheckSum),
+    contentType: str(p.ContentType),
+    acl: str(p.ACL),
+    websiteRedirectLocation: str(p.WebsiteRedirectLocation),
+    sseKms: str(p.SseKms),
+    sseKmsKey: str(p.SseKmsKey),
+    sseC: str(p.SseC),
+    sseCKey: str(p.SseCKey),
+    metadataJson: present(p.Metadata) ? JSON.stringify(p.Metadata) : undefined,
+    expiresJson: present(p.Expires) ? JSON.stringify(p.Expires) : undefined,
+    expires,
+  };
+}
+
+// Header-borne fields of the CompleteMultipartUpload result, in the
+// reference SDK's model order; each is set only when the header is present.
+const HEADER_FIELDS = {
+  obs: [
+    ['VersionId', 'x-obs-version-id'],
+    ['SseKms', 'x-obs-server-side-encryption'],
+    ['SseKmsKey', 'x-obs-server-side-encryption-kms-key-id'],
+    ['SseKmsProjectId', 'x-obs-sse-kms-key-project-id'],
+    ['SseC', 'x-obs-server-side-encryption-customer-algorithm'],
+    ['SseCKeyMd5', 'x-obs-server-side-encryption-customer-key-md5'],
+  ],
+  v2: [
+    ['VersionId', 'x-amz-version-id'],
+    ['SseKms', 'x-amz-server-side-encryption'],
+    ['SseKmsKey', 'x-amz-server-side-encryption-aws-kms-key-id'],
+    ['SseKmsProjectId', 'x-amz-sse-kms-key-project-id'],
+    ['SseC', 'x-amz-server-side-encryption-customer-algorithm'],
+    ['SseCKeyMd5', 'x-amz-server-side-encryption-customer-key-md5'],
+  ],
+};
+
+/** `{CommonMsg, InterfaceResult}` with the reference SDK's keys, order and values. */
+function toResult(r) {
+  const dialect = r.signature === 'obs' ? 'obs' : 'v2';
+  const p = dialect === 'obs' ? 'x-obs-' : 'x-amz-';
+  const h = r.headers;
+  const CommonMsg = {
+    Status: r.status,
+    Code: h[`${p}error-code`] || '',
+    Message: h[`${p}error-message`] || '',
+    HostId: '',
+    RequestId: '',
+    InterfaceResult: null,
+    QosDelayTime: h[`${p}qos-delay-time`] || '',
+  };
+  const InterfaceResult = {
+    ContentLength: h['content-length'],
+    Date: h.date,
+    Reserved: h['x-reserved'],
+    RequestId: h[`${p}request-id`],
+    Id2: h[`${p}id-2`],
+  };
+  CommonMsg.RequestId = InterfaceResult.RequestId;
+  CommonMsg.Id2 = InterfaceResult.Id2;
+  for (const [field, header] of HEADER_FIELDS[dialect]) {
+    if (h[header] !== undefined) InterfaceResult[field] = h[header];
+  }
+  for (const field of ['Location', 'Bucket', 'Key', 'ETag', 'EncodingType']) {
+    const v = r.body[field];
+    InterfaceResult[field] = v === null || v === undefined ? '' : v;
+  }
+  return { CommonMsg, InterfaceResult };
+}
+
+/** Calls a user callback without letting its exception escape into the runtime. */
+function guarded(name, fn) {
+  return (...args) => {
+    try {
+      fn(...args);
+    } catch (e) {
+      process.emitWarning(`obs-native: ${name} threw: ${e && e.stack ? e.stack : e}`);
+    }
+  };
+}
+
+class ObsClient {
+  constructor(param) {
+    try {
+      this._native = new NativeClient(toNativeOptions(param));
+    } catch (e) {
+      throw e instanceof ObsError ? e : nativeError(e);
+    }
+  }
+
+  /** Swaps the credentials of this client; uploads under way sign their next requests with them. */
+  refresh(accessKeyId, secretAccessKey, securityToken) {
+    this._native.refresh(trimmed(accessKeyId), trimmed(secretAccessKey), trimmed(securityToken));
+  }
+
+  /** Kept for compatibility; connections are pooled and closed when idle. */
+  close() {}
+
+  /**
+   * Resumable upload of a local file. `callback(err, result)`, or a Promise
+   * when no callback is given.
+   */
+  uploadFile(param, callback) {
+    if (isFunction(param) && callback === undefined) {
+      callback = param;
+      param = null;
+    }
+    if (present(callback) && !isFunction(callback)) {
+      const e = new TypeError('callback must be a function');
+      e.code = 'InvalidArgument';
+      throw e;
+    }
+    const promise = this._upload(param);
+    if (!callback) return promise;
+    // Called outside the promise chain, so that an exception thrown by the
+    // callback surfaces as it would from any Node callback.
+    promise.then(
+      (result) => process.nextTick(callback, null, result),
+      (err) => process.nextTick(callback, err, undefined),
+    );
+    return undefined;
+  }
+
+  _upload(param) {
+    let params;
+    try {
+      params = toNativeParams(param);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const control = new UploadControl();
+    const onProgress = isFunction(param.ProgressCallback) ? guarded('ProgressCallback', param.ProgressCallback) : undefined;
+    const resume = isFunction(param.ResumeCallback) ? guarded('ResumeCallback', param.ResumeCallback) : undefined;
+    const onStarted = resume
+      ? () => resume({ cancel: () => control.cancel(), abort: () => control.abort() })
+      : undefined;
+    return this._native.uploadFile(params, control, onProgress, onStarted).then((r) => {
+      if (!r.ok) throw new ObsError(r.error);
+      return toResult(r);
+    });
+  }
+}
+
+// Capitalised aliases, as the reference SDK defines for every method.
+for (const name of ['uploadFile', 'refresh', 'close']) {
+  ObsClient.prototype[name[0].toUpperCase() + name.slice(1)] = ObsClient.prototype[name];
+}
+
+module.exports = ObsClient;
+module.exports.ObsClient = ObsClient;
+module.exports.ObsError = ObsError;
+module.exports.default = ObsClient;

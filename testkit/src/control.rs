@@ -1,0 +1,159 @@
+//! The control API on 127.0.0.1:<control>, through which a test steers the server:
+//!
+//! | route | effect |
+//! |---|---|
+//! | `GET /health` | 200 |
+//! | `POST /faults` (a fault rule) | `{"id":n}` |
+//! | `GET /faults` / `DELETE /faults` | list (with matched/fired counts) / clear |
+//! | `GET /stats` / `POST /stats/reset` | the request log / clear it |
+//! | `POST /stop` / `POST /start` | close / reopen the S3 port |
+//! | `GET /serving` | `{"serving":bool}` |
+//! | `GET /uploads` | `{"uploads":[id,...],"orphan_parts":[id,...]}`: multipart uploads still open, and ids whose part files outlived their upload |
+//!
+//! Answers are JSON; a bad request gets 400 `{"error":"..."}`, never a crash.
+
+use std::sync::Arc;
+
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::faults::FaultSpec;
+use crate::front::Front;
+use crate::s3_port::S3Port;
+
+/// Fault rules are small; anything bigger is a mistake.
+const MAX_CONTROL_BODY: usize = 1 << 20;
+
+pub struct Control {
+    front: Arc<Front>,
+    s3_port: S3Port,
+}
+
+impl Control {
+    pub fn new(front: Arc<Front>, s3_port: S3Port) -> Self {
+        Self { front, s3_port }
+    }
+
+    pub fn s3_port(&self) -> &S3Port {
+        &self.s3_port
+    }
+
+    async fn handle(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+    ) -> Result<Response<String>, std::convert::Infallible> {
+        let route = (
+            request.method().clone(),
+            request.uri().path().trim_end_matches('/').to_owned(),
+        );
+        let answer = match (&route.0, route.1.as_str()) {
+            (&Method::GET, "/health") => ok(r#"{"ok":true}"#.to_owned()),
+            (&Method::POST, "/faults") => self.add_fault(request).await,
+            (&Method::GET, "/faults") => json(self.front.faults().to_json()),
+            (&Method::DELETE, "/faults") => {
+                self.front.faults().clear();
+                ok(r#"{"cleared":true}"#.to_owned())
+            }
+            (&Method::GET, "/stats") => json(self.front.log().to_json()),
+            (&Method::POST, "/stats/reset") => {
+                self.front.log().reset();
+                ok(r#"{"ok":true}"#.to_owned())
+            }
+            (&Method::POST, "/stop") => {
+                self.s3_port.stop().await;
+                ok(r#"{"serving":false}"#.to_owned())
+            }
+            (&Method::POST, "/start") => match self.s3_port.start().await {
+                Ok(()) => ok(r#"{"serving":true}"#.to_owned()),
+                Err(message) => failure(StatusCode::INTERNAL_SERVER_ERROR, &message),
+            },
+            (&Method::GET, "/serving") => ok(format!(
+                r#"{{"serving":{}}}"#,
+                self.s3_port.is_serving().await
+            )),
+            (&Method::GET, "/uploads") => match self.front.backend().uploads() {
+                Ok(open) => json(serde_json::to_string(&open)),
+                Err(message) => failure(StatusCode::INTERNAL_SERVER_ERROR, &message),
+            },
+            (method, path) => failure(
+                StatusCode::NOT_FOUND,
+                &format!("no control route {method} {path}"),
+            ),
+        };
+        Ok(answer)
+    }
+
+    async fn add_fault(&self, request: Request<Incoming>) -> Response<String> {
+        let body = match Limited::new(request.into_body(), MAX_CONTROL_BODY)
+            .collect()
+            .await
+        {
+            Ok(collected) => collected.to_bytes(),
+            Err(err) => {
+                return failure(StatusCode::BAD_REQUEST, &format!("cannot read body: {err}"));
+            }
+        };
+        let spec: FaultSpec = match serde_json::from_slice(&body) {
+            Ok(spec) => spec,
+            Err(err) => return failure(StatusCode::BAD_REQUEST, &format!("bad fault rule: {err}")),
+        };
+        match self.front.faults().add(spec) {
+            Ok(id) => ok(format!(r#"{{"id":{id}}}"#)),
+            Err(message) => failure(
+                StatusCode::BAD_REQUEST,
+                &format!("bad fault rule: {message}"),
+            ),
+        }
+    }
+}
+
+pub async fn serve(listener: TcpListener, control: Arc<Control>) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(err) => {
+                eprintln!("obs-testkit: control accept failed: {err}");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let control = control.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| control.clone().handle(request));
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn ok(body: String) -> Response<String> {
+    with_status(StatusCode::OK, body)
+}
+
+fn json(serialised: serde_json::Result<String>) -> Response<String> {
+    match serialised {
+        Ok(body) => ok(body),
+        Err(err) => failure(StatusCode::INTERNAL_SERVER_ERROR, &err.to_string()),
+    }
+}
+
+fn failure(status: StatusCode, message: &str) -> Response<String> {
+    let body = serde_json::json!({ "error": message }).to_string();
+    with_status(status, body)
+}
+
+fn with_status(status: StatusCode, body: String) -> Response<String> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}

@@ -1,0 +1,203 @@
+//! The S3 port and its connections: binding 127.0.0.1:<port>, accepting, serving each
+//! connection with HTTP/1.1 through the front, and the "server goes away" fault:
+//! `stop` closes the listener and every open connection (the port is free when it
+//! returns), `start` binds the same port again over the same data.
+//!
+//! Each connection's socket can also be told to end with a TCP reset instead of a
+//! FIN (SO_LINGER 0 on close), which is how the front injects "connection reset".
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Mutex, oneshot};
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::front::Front;
+
+pub struct S3Port {
+    port: u16,
+    front: Arc<Front>,
+    serving: Mutex<Option<Serving>>,
+}
+
+/// The accept loop while the port is open; it owns the listener and the connections.
+struct Serving {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl S3Port {
+    /// Binds (port 0 picks a free one) and starts serving.
+    pub async fn bind(port: u16, front: Arc<Front>) -> Result<Self, String> {
+        let listener = bind_listener(port).await?;
+        let port = listener
+            .local_addr()
+            .map_err(|err| format!("S3 port address: {err}"))?
+            .port();
+        let serving = spawn_accept_loop(listener, front.clone());
+        Ok(Self {
+            port,
+            front,
+            serving: Mutex::new(Some(serving)),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub async fn is_serving(&self) -> bool {
+        self.serving.lock().await.is_some()
+    }
+
+    /// Closes the listener and every connection; waits until they are all gone.
+    pub async fn stop(&self) {
+        let mut serving = self.serving.lock().await;
+        if let Some(Serving { stop, task }) = serving.take() {
+            let _ = stop.send(());
+            let _ = task.await;
+        }
+    }
+
+    /// Binds the same port again; a no-op while serving.
+    pub async fn start(&self) -> Result<(), String> {
+        let mut serving = self.serving.lock().await;
+        if serving.is_none() {
+            let listener = bind_listener(self.port).await?;
+            *serving = Some(spawn_accept_loop(listener, self.front.clone()));
+        }
+        Ok(())
+    }
+}
+
+async fn bind_listener(port: u16) -> Result<TcpListener, String> {
+    // tokio sets SO_REUSEADDR on Unix, so a restart binds again even with the
+    // connections that stop closed still in TIME_WAIT.
+    TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|err| format!("cannot bind 127.0.0.1:{port}: {err}"))
+}
+
+fn spawn_accept_loop(listener: TcpListener, front: Arc<Front>) -> Serving {
+    let (stop, stopped) = oneshot::channel();
+    let task = tokio::spawn(accept_loop(listener, front, stopped));
+    Serving { stop, task }
+}
+
+async fn accept_loop(listener: TcpListener, front: Arc<Front>, mut stopped: oneshot::Receiver<()>) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = &mut stopped => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    connections.spawn(serve_connection(stream, front.clone()));
+                }
+                Err(err) => {
+                    // Out of file descriptors and the like: wait a little rather than spin.
+                    eprintln!("obs-testkit: accept failed: {err}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            },
+        }
+        while connections.try_join_next().is_some() {}
+    }
+    drop(listener);
+    // Aborting a connection task drops its socket: the client sees the server go away.
+    connections.shutdown().await;
+}
+
+async fn serve_connection(stream: TcpStream, front: Arc<Front>) {
+    let _ = stream.set_nodelay(true);
+    let fate = Arc::new(ConnectionFate::default());
+    let io = ConnectionIo {
+        stream,
+        fate: fate.clone(),
+    };
+    let service = service_fn(move |request| front.clone().handle(request, fate.clone()));
+    // An error here is a client gone away or a fault the front injected on purpose.
+    let _ = http1::Builder::new()
+        .serve_connection(TokioIo::new(io), service)
+        .await;
+}
+
+/// How a connection ends, decided by the requests on it.
+#[derive(Debug, Default)]
+pub struct ConnectionFate {
+    reset: AtomicBool,
+}
+
+impl ConnectionFate {
+    /// Close this connection with a TCP reset (RST) rather than an orderly FIN.
+    pub fn reset_on_close(&self) {
+        self.reset.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The socket as hyper sees it; on drop, it turns the close into a reset if asked to.
+struct ConnectionIo {
+    stream: TcpStream,
+    fate: Arc<ConnectionFate>,
+}
+
+impl Drop for ConnectionIo {
+    fn drop(&mut self) {
+        if self.fate.reset.load(Ordering::Relaxed) {
+            // SO_LINGER 0: close() discards unsent data and sends RST.
+            let _ = self.stream.set_zero_linger();
+        }
+    }
+}
+
+impl AsyncRead for ConnectionIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ConnectionIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.fate.reset.load(Ordering::Relaxed) {
+            // No FIN before the reset: the client must see a reset, not an end of stream.
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}

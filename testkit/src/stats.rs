@@ -1,0 +1,155 @@
+//! The request log behind `GET /stats`: one record per request the front saw, with
+//! the status the client received and the request body bytes the server actually
+//! read (counted as the body is consumed, so faulted and cut-off requests count too).
+//!
+//! It sits on the path of every request, benchmarks included, so it stays cheap:
+//! a record is pushed under a mutex once per request, and bytes are added with a
+//! relaxed atomic per body frame.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
+use serde::Serialize;
+
+/// One request as the front saw it. Status and byte count fill in while it runs.
+#[derive(Debug)]
+pub struct RequestRecord {
+    method: String,
+    path: String,
+    query: String,
+    fault: Option<u64>,
+    /// 0 until a response head is sent; stays 0 when none is (reset, hang, dropped response).
+    status: AtomicU16,
+    body_bytes: AtomicU64,
+}
+
+impl RequestRecord {
+    pub fn set_status(&self, status: u16) {
+        self.status.store(status, Ordering::Relaxed);
+    }
+
+    pub fn body_bytes(&self) -> u64 {
+        self.body_bytes.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Default)]
+pub struct RequestLog {
+    records: Mutex<Vec<Arc<RequestRecord>>>,
+}
+
+#[derive(Serialize)]
+struct RecordView<'a> {
+    method: &'a str,
+    path: &'a str,
+    query: &'a str,
+    status: Option<u16>,
+    body_bytes: u64,
+    fault: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct StatsView<'a> {
+    requests: Vec<RecordView<'a>>,
+    body_bytes: u64,
+}
+
+impl RequestLog {
+    pub fn begin(
+        &self,
+        method: &str,
+        path: &str,
+        query: &str,
+        fault: Option<u64>,
+    ) -> Arc<RequestRecord> {
+        let record = Arc::new(RequestRecord {
+            method: method.to_owned(),
+            path: path.to_owned(),
+            query: query.to_owned(),
+            fault,
+            status: AtomicU16::new(0),
+            body_bytes: AtomicU64::new(0),
+        });
+        self.lock().push(record.clone());
+        record
+    }
+
+    pub fn reset(&self) {
+        self.lock().clear();
+    }
+
+    /// `{"requests":[...],"body_bytes":total}`; the total is summed from the listed
+    /// records so that it always agrees with them, even while requests are in flight.
+    pub fn to_json(&self) -> serde_json::Result<String> {
+        let records = self.lock().clone();
+        let requests: Vec<RecordView<'_>> = records
+            .iter()
+            .map(|r| {
+                let status = r.status.load(Ordering::Relaxed);
+                RecordView {
+                    method: &r.method,
+                    path: &r.path,
+                    query: &r.query,
+                    status: (status != 0).then_some(status),
+                    body_bytes: r.body_bytes(),
+                    fault: r.fault,
+                }
+            })
+            .collect();
+        let body_bytes = requests.iter().map(|r| r.body_bytes).sum();
+        serde_json::to_string(&StatsView {
+            requests,
+            body_bytes,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Arc<RequestRecord>>> {
+        // A panic elsewhere while holding the lock leaves a Vec that is still valid.
+        self.records
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A request body that adds every data frame it yields to its request's record.
+pub struct CountedBody {
+    inner: Incoming,
+    record: Arc<RequestRecord>,
+}
+
+impl CountedBody {
+    pub fn new(inner: Incoming, record: Arc<RequestRecord>) -> Self {
+        Self { inner, record }
+    }
+}
+
+impl Body for CountedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.record
+                .body_bytes
+                .fetch_add(data.len() as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
