@@ -82,12 +82,16 @@ pub async fn send_parts(
     for n in todo.by_ref().take(job.task_num) {
         inflight.push(send(n));
     }
-    let report = |last: &mut u64| {
+    // Reports what was sent: on every finished part, and on ticks when it
+    // changed since the last report.
+    let report = |last: &mut u64, always: bool| {
         let now = job.sent.load(Ordering::Relaxed).min(plan.file_size);
-        *last = now;
-        observer.progress(now, plan.file_size, job.started.elapsed());
+        if always || now != *last {
+            *last = now;
+            observer.progress(now, plan.file_size, job.started.elapsed());
+        }
     };
-    let mut last_reported = u64::MAX;
+    let mut last_reported = already;
     let mut tick = tokio::time::interval(PROGRESS_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut failed: Option<Error> = None;
@@ -114,7 +118,7 @@ pub async fn send_parts(
                 match result {
                     Ok(etag) => {
                         record.parts_meta.insert(n, PartMeta { offset, part_size: len, etag: Some(etag), is_completed: true });
-                        report(&mut last_reported);
+                        report(&mut last_reported, true);
                     }
                     Err(e) if is_fatal(&e) => return End::Fatal(e),
                     Err(e) => {
@@ -129,11 +133,7 @@ pub async fn send_parts(
                     inflight.push(send(next));
                 }
             }
-            _ = tick.tick() => {
-                if job.sent.load(Ordering::Relaxed) != last_reported {
-                    report(&mut last_reported);
-                }
-            }
+            _ = tick.tick() => report(&mut last_reported, false),
         }
     }
     match failed {
