@@ -24,7 +24,10 @@ afterAll(async () => {
   await server.close();
 });
 
-beforeEach(() => server.resetStats());
+beforeEach(async () => {
+  await server.resetStats();
+  await h.markUploads(server);
+});
 
 async function uploadAndCheck({ size, partSize = PART, taskNum, key = h.uniqueKey(), checkpoint = true }) {
   const file = h.makeFile(dir, size);

@@ -1,0 +1,170 @@
+'use strict';
+// Transient faults are retried per request; faults that outlast the
+// retries keep the record (with a checkpoint) or abort (without); a 4xx
+// stops the upload. Faults come from the test server's front, in front of
+// the real store.
+
+const fs = require('node:fs');
+const h = require('./helpers');
+
+const { MB } = h;
+const PART = 5 * MB;
+
+let server;
+let client;
+let dir;
+
+beforeAll(async () => {
+  server = await h.startServer();
+  client = h.clientFor(server);
+  dir = h.tempDir();
+});
+
+afterAll(async () => {
+  await server.close();
+});
+
+beforeEach(async () => {
+  await server.clearFaults();
+  await server.resetStats();
+  await h.markUploads(server);
+});
+
+const onPart = (n, action, times = 1) => ({ method: 'PUT', query: { partNumber: String(n) }, times, action });
+
+function params(file, extra = {}) {
+  return { Bucket: h.BUCKET, Key: h.uniqueKey('fault'), UploadFile: file, PartSize: PART, TaskNum: 2, ...extra };
+}
+
+test.each([
+  ['503 with an XML error body', { status: 503, code: 'ServiceUnavailable', message: 'busy' }],
+  ['500', { status: 500, code: 'InternalError', message: 'oops' }],
+  ['429', { status: 429, code: 'SlowDown', message: 'slow down' }],
+  ['a connection reset mid-body', { reset_after_bytes: 1024 * 1024 }],
+])('a part that fails once with %s is retried and the upload succeeds', async (_, action) => {
+  const file = h.makeFile(dir, 3 * PART + 1);
+  const p = params(file, { EnableCheckpoint: true });
+  await server.addFault(onPart(2, action));
+  const result = await client.uploadFile(p);
+  expect(result.CommonMsg.Status).toBe(200);
+  const part2 = (await server.stats()).requests.filter((r) => r.method === 'PUT' && /partNumber=2&/.test(r.query));
+  expect(part2).toHaveLength(2);
+  await h.expectUploaded(server, p.Key, file);
+});
+
+test('initiate and complete are retried too', async () => {
+  const file = h.makeFile(dir, PART + 1);
+  const p = params(file);
+  await server.addFault({ method: 'POST', query: { uploads: null }, action: { status: 503, code: 'ServiceUnavailable', message: 'x' } });
+  await server.addFault({ method: 'POST', query: { uploadId: null }, action: { status: 500, code: 'InternalError', message: 'x' } });
+  await client.uploadFile(p);
+  await h.expectUploaded(server, p.Key, file);
+});
+
+test('a part that keeps failing: IncompletedUpload, record and upload kept; the next call finishes it', async () => {
+  const file = h.makeFile(dir, 4 * PART);
+  const p = params(file, { EnableCheckpoint: true });
+  const c = h.clientFor(server, { max_retry_count: 1 });
+  await server.addFault(onPart(3, { status: 503, code: 'ServiceUnavailable', message: 'down' }, 0));
+  const { err } = await h.uploadWithCallback(c, p);
+  expect(err.code).toBe('IncompletedUpload');
+  expect(String(err)).toBe('IncompletedUpload:UploadFile finished with error, you can retry with the same parameters');
+  const record = JSON.parse(fs.readFileSync(`${file}.upload_record`, 'utf8'));
+  expect(record.partsMeta['3'].isCompleted).toBe(false);
+  expect(await h.newUploads(server)).toEqual([record.uploadId]);
+  // Two attempts (one retry) of part 3, each answered 503.
+  const attempts = (await server.stats()).requests.filter((r) => /partNumber=3&/.test(r.query));
+  expect(attempts.map((r) => r.status)).toEqual([503, 503]);
+
+  await server.clearFaults();
+  await server.resetStats();
+  await c.uploadFile(p);
+  const sent = (await h.partPuts(server)).map((r) => /partNumber=(\d+)/.exec(r.query)[1]);
+  expect(sent).toEqual(['3']);
+  await h.expectUploaded(server, p.Key, file);
+});
+
+test('without a checkpoint, parts that keep failing abort the upload', async () => {
+  const file = h.makeFile(dir, 2 * PART);
+  const c = h.clientFor(server, { max_retry_count: 0 });
+  await server.addFault(onPart(1, { status: 500, code: 'InternalError', message: 'x' }, 0));
+  const { err } = await h.uploadWithCallback(c, params(file));
+  expect(err.code).toBe('UploadFileFailed');
+  expect(String(err)).toBe('UploadFileFailed:UploadFile finished with error!');
+  expect(await h.newUploads(server)).toEqual([]);
+});
+
+test('a 4xx on a part stops the upload, aborts it and removes the record', async () => {
+  const file = h.makeFile(dir, 3 * PART);
+  const p = params(file, { EnableCheckpoint: true, TaskNum: 1 });
+  await server.addFault(onPart(2, { status: 400, code: 'InvalidArgument', message: 'refused' }));
+  const { err } = await h.uploadWithCallback(client, p);
+  expect(err.code).toBe('InvalidArgument');
+  expect(err.status).toBe(400);
+  expect(String(err)).toBe('InvalidArgument:refused');
+  expect(fs.existsSync(`${file}.upload_record`)).toBe(false);
+  expect(await h.newUploads(server)).toEqual([]);
+  const parts = (await server.stats()).requests.filter((r) => r.method === 'PUT');
+  expect(parts.map((r) => r.status)).toEqual([200, 400]);
+});
+
+test('a response that never comes times out and is retried', async () => {
+  const file = h.makeFile(dir, 2 * PART);
+  const p = params(file);
+  const c = h.clientFor(server, { timeout: 1 });
+  await server.addFault(onPart(1, { hang: true }));
+  await c.uploadFile(p);
+  await h.expectUploaded(server, p.Key, file);
+});
+
+test('TaskNum is a sliding window: later parts go on while an early one is slow', async () => {
+  const file = h.makeFile(dir, 6 * PART);
+  const p = params(file, { TaskNum: 2 });
+  await server.addFault(onPart(1, { delay_ms: 2500 }));
+  const upload = client.uploadFile(p);
+  // While part 1 is held, parts 2..6 all pass through the other slot.
+  const deadline = Date.now() + 2000;
+  let done = [];
+  while (Date.now() < deadline) {
+    const { requests } = await server.stats();
+    done = requests.filter((r) => r.method === 'PUT' && r.status === 200).map((r) => /partNumber=(\d+)/.exec(r.query)[1]);
+    if (done.length === 5) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  expect(done.sort()).toEqual(['2', '3', '4', '5', '6']);
+  await upload;
+  await h.expectUploaded(server, p.Key, file);
+});
+
+test('the server gone away: initiate fails with the reference SDK code after retries', async () => {
+  const file = h.makeFile(dir, 10);
+  const c = new h.ObsClient({ access_key_id: 'a', secret_access_key: 'b', server: 'http://127.0.0.1:1', max_retry_count: 1 });
+  const { err, result } = await h.uploadWithCallback(c, params(file, { EnableCheckpoint: true }));
+  expect(result).toBeUndefined();
+  expect(err.code).toBe('InitiateMultipartUploadFailed');
+  expect(String(err)).toBe('InitiateMultipartUploadFailed:Error: connect ECONNREFUSED 127.0.0.1:1');
+  expect(fs.existsSync(`${file}.upload_record`)).toBe(false);
+});
+
+test('the server stopped mid-upload: IncompletedUpload, then the same call finishes once it is back', async () => {
+  const file = h.makeFile(dir, 4 * PART);
+  const p = params(file, { EnableCheckpoint: true, TaskNum: 1 });
+  const c = h.clientFor(server, { max_retry_count: 1 });
+  await server.addFault(onPart(2, { delay_ms: 300 }));
+  const first = h.uploadWithCallback(c, {
+    ...p,
+    ProgressCallback: (t) => {
+      if (t >= PART && !first.stopping) {
+        first.stopping = server.stopS3();
+      }
+    },
+  });
+  const { err } = await first;
+  await first.stopping;
+  expect(err.code).toBe('IncompletedUpload');
+  expect(fs.existsSync(`${file}.upload_record`)).toBe(true);
+  await server.startS3();
+  await server.clearFaults();
+  await c.uploadFile(p);
+  await h.expectUploaded(server, p.Key, file);
+});
