@@ -257,6 +257,10 @@ async fn resume_or_start(
     last_modified: &str,
     fresh: &impl Fn(Plan) -> Checkpoint,
 ) -> Result<(Checkpoint, Plan)> {
+    if tokio::fs::metadata(&settings.path).await.is_ok_and(|m| m.is_dir()) {
+        // Not ours to remove: say so every time instead.
+        return Err(Error::invalid_argument("CheckpointFile is a directory!"));
+    }
     match checkpoint::load(&settings.path).await {
         Err(e) => {
             checkpoint::remove(&settings.path).await;

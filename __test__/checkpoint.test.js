@@ -1,0 +1,129 @@
+'use strict';
+// The checkpoint record on resume: a record that no longer fits the file or
+// the call, or that cannot be read, gets a clear error code, and the next
+// call starts clean; the file and the stored object are never damaged.
+
+const fs = require('node:fs');
+const path = require('node:path');
+const h = require('./helpers');
+
+const { MB } = h;
+const PART = 5 * MB;
+
+let server;
+let client;
+let dir;
+
+beforeAll(async () => {
+  server = await h.startServer();
+  client = h.clientFor(server);
+  dir = h.tempDir();
+});
+
+afterAll(async () => {
+  await server.close();
+});
+
+beforeEach(async () => {
+  await server.clearFaults();
+  await server.resetStats();
+  await h.markUploads(server);
+});
+
+/** Leaves a record behind: the upload's part 2 keeps failing. */
+async function leaveRecord(file, key, extra = {}) {
+  const c = h.clientFor(server, { max_retry_count: 0 });
+  await server.addFault({ method: 'PUT', query: { partNumber: '2' }, times: 0, action: { status: 503, code: 'ServiceUnavailable', message: 'x' } });
+  const params = { Bucket: h.BUCKET, Key: key, UploadFile: file, PartSize: PART, EnableCheckpoint: true, ...extra };
+  const { err } = await h.uploadWithCallback(c, params);
+  expect(err.code).toBe('IncompletedUpload');
+  await server.clearFaults();
+  const record = params.CheckpointFile || `${file}.upload_record`;
+  return { params, record, json: JSON.parse(fs.readFileSync(record, 'utf8')) };
+}
+
+async function expectInvalidThenClean(params, code, uploadId) {
+  const first = await h.uploadWithCallback(client, params);
+  expect(first.err.code).toBe(code);
+  if (uploadId) expect(await server.uploads()).not.toContain(uploadId);
+  await server.resetStats();
+  const result = await client.uploadFile(params);
+  expect(result.CommonMsg.Status).toBe(200);
+  await h.expectUploaded(server, params.Key, params.UploadFile);
+}
+
+test('the file changed size since the record was written', async () => {
+  const file = h.makeFile(dir, 3 * PART);
+  const { params, json } = await leaveRecord(file, h.uniqueKey());
+  fs.appendFileSync(file, 'more');
+  await expectInvalidThenClean(params, 'CheckpointFileInvalid', json.uploadId);
+});
+
+test('the file was touched (mtime changed) since the record was written', async () => {
+  const file = h.makeFile(dir, 3 * PART);
+  const { params, json } = await leaveRecord(file, h.uniqueKey());
+  const later = new Date(Date.now() + 5000);
+  fs.utimesSync(file, later, later);
+  await expectInvalidThenClean(params, 'CheckpointFileInvalid', json.uploadId);
+});
+
+test('with EnableCheckSum, content changed under the same size and mtime is caught', async () => {
+  const file = h.makeFile(dir, 3 * PART);
+  const { params, json } = await leaveRecord(file, h.uniqueKey(), { EnableCheckSum: true });
+  expect(json.uploadFileStat.checkSum).toMatch(/^[A-Za-z0-9+/]{22}==$/);
+  const { mtime } = fs.statSync(file);
+  const fd = fs.openSync(file, 'r+');
+  fs.writeSync(fd, Buffer.from('changed!'), 0, 8, PART + 10);
+  fs.closeSync(fd);
+  fs.utimesSync(file, mtime, mtime);
+  await expectInvalidThenClean(params, 'CheckpointFileInvalid', json.uploadId);
+});
+
+test('with EnableCheckSum and an unchanged file, the upload resumes', async () => {
+  const file = h.makeFile(dir, 3 * PART);
+  const { params } = await leaveRecord(file, h.uniqueKey(), { EnableCheckSum: true });
+  await server.resetStats();
+  await client.uploadFile(params);
+  expect((await h.partPuts(server)).length).toBe(1);
+  await h.expectUploaded(server, params.Key, file);
+});
+
+test('a record whose fields were edited fails its digest', async () => {
+  const file = h.makeFile(dir, 3 * PART);
+  const { params, record, json } = await leaveRecord(file, h.uniqueKey());
+  json.partsMeta['1'].etag = '"0000"';
+  fs.writeFileSync(record, JSON.stringify(json));
+  await expectInvalidThenClean(params, 'CheckpointFileInvalid', json.uploadId);
+});
+
+test('a record for another key is not used', async () => {
+  const file = h.makeFile(dir, 3 * PART);
+  const { params, json } = await leaveRecord(file, h.uniqueKey());
+  await expectInvalidThenClean({ ...params, Key: h.uniqueKey('other') }, 'CheckpointFileInvalid', json.uploadId);
+});
+
+test.each([
+  ['garbage', 'not json at all {'],
+  ['empty', ''],
+  ['truncated', '{"bucketName":"test-bucket","objectKey":"k","uploadFile":"f","partSi'],
+  ['JSON of the wrong shape', '[1,2,3]'],
+])('a %s record: ParseCheckpointFileError, then a clean start', async (_, content) => {
+  const file = h.makeFile(dir, PART + 1);
+  const params = { Bucket: h.BUCKET, Key: h.uniqueKey(), UploadFile: file, EnableCheckpoint: true };
+  fs.writeFileSync(`${file}.upload_record`, content);
+  await expectInvalidThenClean(params, 'ParseCheckpointFileError');
+});
+
+test('a record path that is a folder is an InvalidArgument and the folder is left alone', async () => {
+  const file = h.makeFile(dir, 10);
+  const folder = path.join(dir, h.uniqueKey('record-folder'));
+  fs.mkdirSync(folder);
+  const params = { Bucket: h.BUCKET, Key: h.uniqueKey(), UploadFile: file, EnableCheckpoint: true, CheckpointFile: folder };
+  for (let i = 0; i < 2; i += 1) {
+    const { err } = await h.uploadWithCallback(client, params);
+    expect(err.code).toBe('InvalidArgument');
+    expect(String(err)).toBe('InvalidArgument:CheckpointFile is a directory!');
+  }
+  expect(fs.statSync(folder).isDirectory()).toBe(true);
+  expect(await h.newUploads(server)).toEqual([]);
+});
