@@ -1,0 +1,314 @@
+'use strict';
+// What every kind of bad input gets. Where the reference SDK answers, the
+// same input goes through it too and the error strings must match; where it
+// crashes, hangs or leaks, obs-native does better and the test says how.
+
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const h = require('./helpers');
+
+const { MB } = h;
+
+let server;
+let client;
+let ref;
+let dir;
+let file;
+
+beforeAll(async () => {
+  server = await h.startServer();
+  client = h.clientFor(server);
+  ref = await h.referenceClientFor(server);
+  dir = h.tempDir();
+  file = h.makeFile(dir, MB + 7);
+});
+
+afterAll(async () => {
+  await server.close();
+});
+
+beforeEach(async () => {
+  await server.clearFaults();
+  await server.resetStats();
+  await h.markUploads(server);
+});
+
+const refUpload = (params) => new Promise((resolve) => ref.uploadFile(params, (err, result) => resolve({ err, result })));
+
+async function expectNothingSent() {
+  expect((await server.stats()).requests).toEqual([]);
+}
+
+/** Same error string as the reference, an Error with `code`, no result, nothing sent. */
+async function expectSameAsReference(params, code, text) {
+  const theirs = await refUpload(params);
+  expect(theirs.err).toBe(text);
+  const ours = await h.uploadWithCallback(client, params);
+  expect(ours.err).toBeInstanceOf(Error);
+  expect(ours.err.code).toBe(code);
+  expect(String(ours.err)).toBe(text);
+  expect(ours.result).toBeUndefined();
+  await expect(client.uploadFile(params)).rejects.toMatchObject({ code });
+  await expectNothingSent();
+}
+
+describe('required parameters', () => {
+  const base = () => ({ Bucket: h.BUCKET, Key: h.uniqueKey(), UploadFile: file });
+  test.each([
+    ['no Bucket', { Bucket: undefined }, 'InvalidArgument:Bucket is a required element!'],
+    ["Bucket ''", { Bucket: '' }, 'InvalidArgument:Bucket is a required element!'],
+    ['no Key', { Key: undefined }, 'InvalidArgument:Key is a required element!'],
+    ['Key 0', { Key: 0 }, 'InvalidArgument:Key is a required element!'],
+    ['no UploadFile', { UploadFile: undefined }, 'InvalidArgument:UploadFile is a required element!'],
+  ])('%s', async (_, change, text) => {
+    await expectSameAsReference({ ...base(), ...change }, 'InvalidArgument', text);
+  });
+
+  test.each([['a string', 'a string'], ['a number', 42], ['null', null], ['undefined', undefined], ['an array', []]])(
+    'params that is %s',
+    async (_, params) => {
+      await expectSameAsReference(params, 'InvalidArgument', 'InvalidArgument:Bucket is a required element!');
+    },
+  );
+});
+
+describe('the file to upload', () => {
+  test('does not exist', async () => {
+    const params = { Bucket: h.BUCKET, Key: h.uniqueKey(), UploadFile: path.join(dir, 'missing.bin') };
+    await expectSameAsReference(params, 'InvalidArgument', 'InvalidArgument:UploadFile does not exist!');
+  });
+
+  test('is a folder', async () => {
+    const params = { Bucket: h.BUCKET, Key: h.uniqueKey(), UploadFile: dir };
+    await expectSameAsReference(params, 'InvalidArgument', 'InvalidArgument:UploadFile is not a file!');
+  });
+
+  // The reference SDK initiates an upload, fails to open the file, and
+  // reports a generic UploadFileFailed (or leaves the upload behind with a
+  // checkpoint); obs-native checks that it can read the file before
+  // sending anything.
+  test('cannot be read', async () => {
+    let unreadable;
+    if (process.getuid && process.getuid() === 0) {
+      unreadable = '/proc/sys/vm/drop_caches'; // mode 0200: even root cannot read it
+      expect(() => fs.readFileSync(unreadable)).toThrow();
+    } else {
+      unreadable = h.makeFile(dir, 10);
+      fs.chmodSync(unreadable, 0o000);
+    }
+    const params = { Bucket: h.BUCKET, Key: h.uniqueKey(), UploadFile: unreadable, EnableCheckpoint: true, CheckpointFile: path.join(dir, 'unreadable.record') };
+    const { err } = await h.uploadWithCallback(client, params);
+    expect(err.code).toBe('InvalidArgument');
+    expect(String(err)).toMatch(/^InvalidArgument:UploadFile cannot be read: .*(denied|EACCES)/i);
+    expect(fs.existsSync(params.CheckpointFile)).toBe(false);
+    await expectNothingSent();
+  });
+});
+
+describe('PartSize and TaskNum of any type', () => {
+  const partSizes = async (params) => {
+    await server.resetStats();
+    await client.uploadFile(params);
+    await h.expectUploaded(server, params.Key, params.UploadFile);
+    return (await h.partPuts(server)).map((r) => r.body_bytes).sort((a, b) => b - a);
+  };
+
+  test('PartSize is read with parseInt, as the reference reads it', async () => {
+    const big = h.makeFile(dir, 6 * MB);
+    const key = () => h.uniqueKey();
+    expect(await partSizes({ Bucket: h.BUCKET, Key: key(), UploadFile: big, PartSize: '6291456' })).toEqual([6 * MB]);
+    expect(await partSizes({ Bucket: h.BUCKET, Key: key(), UploadFile: big, PartSize: 5.5 * MB })).toEqual([5767168, 524288]);
+    for (const bad of ['abc', 0, -5, 1e20, NaN, 102399, {}, [], true]) {
+      expect(await partSizes({ Bucket: h.BUCKET, Key: key(), UploadFile: big, PartSize: bad })).toEqual([5 * MB, MB]);
+    }
+  });
+
+  test('TaskNum that is not a positive number means the default', async () => {
+    for (const taskNum of ['abc', 0, NaN, 1e9, '3', 2.7, {}, null]) {
+      const params = { Bucket: h.BUCKET, Key: h.uniqueKey(), UploadFile: file, TaskNum: taskNum };
+      const result = await client.uploadFile(params);
+      expect(result.CommonMsg.Status).toBe(200);
+      await h.expectUploaded(server, params.Key, file);
+    }
+  });
+
+  // The reference SDK initiates an upload for a negative TaskNum, sends no
+  // part, never calls back, and leaves the upload on the server.
+  test('a negative TaskNum is an InvalidArgument and nothing is sent', async () => {
+    for (const taskNum of [-1, '-4', -1e9]) {
+      const { err } = await h.uploadWithCallback(client, { Bucket: h.BUCKET, Key: h.uniqueKey(), UploadFile: file, TaskNum: taskNum });
+      expect(err.code).toBe('InvalidArgument');
+      expect(String(err)).toBe('InvalidArgument:TaskNum must be a positive number');
+    }
+    await expectNothingSent();
+  });
+});
+
+describe('callbacks', () => {
+  // The reference SDK ignores a callback that is not a function and returns
+  // a Promise; when that Promise rejects unobserved the process crashes.
+  test.each([['a string', 'not a function'], ['a number', 123], ['an object', {}]])(
+    'a callback that is %s throws a TypeError at the call, and nothing is sent',
+    async (_, callback) => {
+      expect(() => client.uploadFile({ Bucket: h.BUCKET, Key: 'k', UploadFile: file }, callback)).toThrow(
+        expect.objectContaining({ name: 'TypeError', code: 'InvalidArgument', message: 'callback must be a function' }),
+      );
+      await expectNothingSent();
+    },
+  );
+
+  test.each(['ProgressCallback', 'ResumeCallback'])('a %s that is not a function is an InvalidArgument', async (name) => {
+    const { err } = await h.uploadWithCallback(client, { Bucket: h.BUCKET, Key: 'k', UploadFile: file, [name]: 'nope' });
+    expect(err.code).toBe('InvalidArgument');
+    expect(String(err)).toBe(`InvalidArgument:${name} must be a function`);
+    await expectNothingSent();
+  });
+
+  test('a ProgressCallback that throws does not stop the upload', async () => {
+    const warnings = [];
+    const onWarning = (w) => warnings.push(String(w));
+    process.on('warning', onWarning);
+    const params = {
+      Bucket: h.BUCKET,
+      Key: h.uniqueKey(),
+      UploadFile: file,
+      ProgressCallback: () => {
+        throw new Error('boom in progress');
+      },
+    };
+    try {
+      await client.uploadFile(params);
+      // Warnings are emitted on a later tick.
+      await new Promise((r) => setTimeout(r, 50));
+    } finally {
+      process.off('warning', onWarning);
+    }
+    await h.expectUploaded(server, params.Key, file);
+    expect(warnings.some((w) => w.includes('boom in progress'))).toBe(true);
+  });
+
+  // The reference SDK calls back a second time when cancel() or abort() is
+  // called after the upload finished.
+  test('the callback is called exactly once, whatever the handle does afterwards', async () => {
+    let handle;
+    let calls = 0;
+    await new Promise((resolve) => {
+      client.uploadFile(
+        { Bucket: h.BUCKET, Key: h.uniqueKey(), UploadFile: file, ResumeCallback: (hd) => (handle = hd) },
+        () => {
+          calls += 1;
+          resolve();
+        },
+      );
+    });
+    handle.cancel();
+    handle.abort();
+    await new Promise((r) => setTimeout(r, 100));
+    expect(calls).toBe(1);
+  });
+
+  test('Metadata that is not an object is an InvalidArgument', async () => {
+    const { err } = await h.uploadWithCallback(client, { Bucket: h.BUCKET, Key: 'k', UploadFile: file, Metadata: 'color=blue' });
+    expect(String(err)).toBe('InvalidArgument:Metadata must be an object');
+    await expectNothingSent();
+  });
+});
+
+describe('the server says no', () => {
+  test('wrong secret key', async () => {
+    const { err } = await h.uploadWithCallback(h.clientFor(server, { secret_access_key: 'wrong' }), {
+      Bucket: h.BUCKET,
+      Key: h.uniqueKey(),
+      UploadFile: file,
+      EnableCheckpoint: true,
+    });
+    expect(err.code).toBe('SignatureDoesNotMatch');
+    expect(err.status).toBe(403);
+    expect(fs.existsSync(`${file}.upload_record`)).toBe(false);
+  });
+
+  test('unknown access key', async () => {
+    const params = { Bucket: h.BUCKET, Key: h.uniqueKey(), UploadFile: file };
+    const unknown = { access_key_id: 'nobody' };
+    const theirs = await new Promise(async (resolve) => (await h.referenceClientFor(server, unknown)).uploadFile(params, resolve));
+    const { err } = await h.uploadWithCallback(h.clientFor(server, unknown), params);
+    expect(String(err)).toBe(theirs);
+    expect(err.status).toBe(403);
+  });
+
+  // s3s-fs accepts uploads into a bucket that does not exist, so the front
+  // answers as OBS does.
+  test('unknown bucket', async () => {
+    await server.addFault({
+      method: 'POST',
+      query: { uploads: null },
+      times: 0,
+      action: { status: 404, code: 'NoSuchBucket', message: 'The specified bucket does not exist' },
+    });
+    const params = { Bucket: h.BUCKET, Key: h.uniqueKey(), UploadFile: file, EnableCheckpoint: true };
+    const theirs = await refUpload(params);
+    const { err } = await h.uploadWithCallback(client, params);
+    expect(String(err)).toBe(theirs.err);
+    expect(String(err)).toBe('NoSuchBucket:The specified bucket does not exist');
+    expect(err.code).toBe('NoSuchBucket');
+    expect(err.status).toBe(404);
+    expect(fs.existsSync(`${file}.upload_record`)).toBe(false);
+    expect(await h.newUploads(server)).toEqual([]);
+  });
+});
+
+describe('constructor', () => {
+  // The reference SDK rejects a promise inside its constructor instead,
+  // which crashes the process as an unhandled rejection.
+  test.each([[undefined], [{}], [{ server: '' }], [{ server: '   ' }]])('no server (%j) throws at once', (options) => {
+    expect(() => new h.ObsClient(options)).toThrow(expect.objectContaining({ code: 'InvalidArgument', message: 'Server is not set' }));
+  });
+
+  test.each([
+    [{ server: 'http://127.0.0.1:notaport' }, /port/],
+    [{ server: '127.0.0.1', signature: 'v9' }, /signature 'v9'/],
+  ])('unusable options %j throw an InvalidArgument', (options, message) => {
+    expect(() => new h.ObsClient(options)).toThrow(expect.objectContaining({ code: 'InvalidArgument', message: expect.stringMatching(message) }));
+  });
+
+  test('unknown options are ignored', () => {
+    expect(() => new h.ObsClient({ server: '127.0.0.1', long_conn_param: 5, no_such_option: true })).not.toThrow();
+  });
+
+  // The reference SDK finishes its constructor after an await, so a call in
+  // the same tick fails with a TypeError.
+  test('uploadFile works in the same tick as the constructor', async () => {
+    const params = { Bucket: h.BUCKET, Key: h.uniqueKey(), UploadFile: file };
+    const result = await new h.ObsClient({ access_key_id: server.accessKey, secret_access_key: server.secretKey, server: server.endpoint }).uploadFile(params);
+    expect(result.CommonMsg.Status).toBe(200);
+    await h.expectUploaded(server, params.Key, file);
+  });
+
+  test('refresh swaps the credentials of a live client', async () => {
+    const c = h.clientFor(server, { secret_access_key: 'wrong' });
+    const params = { Bucket: h.BUCKET, Key: h.uniqueKey(), UploadFile: file };
+    await expect(c.uploadFile(params)).rejects.toMatchObject({ code: 'SignatureDoesNotMatch' });
+    c.refresh(server.accessKey, server.secretKey);
+    await c.uploadFile(params);
+    await h.expectUploaded(server, params.Key, file);
+  });
+});
+
+test('a checkpoint folder that cannot be created is a clear error', async () => {
+  const blocker = path.join(os.tmpdir(), `obs-native-blocker-${process.pid}`);
+  fs.writeFileSync(blocker, 'a file where a folder should be');
+  try {
+    const { err } = await h.uploadWithCallback(client, {
+      Bucket: h.BUCKET,
+      Key: h.uniqueKey(),
+      UploadFile: file,
+      EnableCheckpoint: true,
+      CheckpointFile: path.join(blocker, 'sub', 'record'),
+    });
+    expect(err.code).toBe('WriteCheckpointFileError');
+    await expectNothingSent();
+  } finally {
+    fs.rmSync(blocker, { force: true });
+  }
+});
