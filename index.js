@@ -235,13 +235,23 @@ class ObsClient {
     }
     const control = new UploadControl();
     const onProgress = isFunction(param.ProgressCallback) ? guarded('ProgressCallback', param.ProgressCallback) : undefined;
-    const resume = isFunction(param.ResumeCallback) ? guarded('ResumeCallback', param.ResumeCallback) : undefined;
-    const onStarted = resume
-      ? () => resume({ cancel: () => control.cancel(), abort: () => control.abort() })
-      : undefined;
-    return this._native.uploadFile(params, control, onProgress, onStarted).then((r) => {
-      if (!r.ok) throw new ObsError(r.error);
-      return toResult(r);
+    const onResume = isFunction(param.ResumeCallback) ? guarded('ResumeCallback', param.ResumeCallback) : undefined;
+    return new Promise((resolve, reject) => {
+      this._native.uploadFile(params, control, (event) => {
+        switch (event.type) {
+          case 'progress':
+            if (onProgress) onProgress(event.transferred, event.total, event.seconds);
+            break;
+          case 'started':
+            if (onResume) onResume({ cancel: () => control.cancel(), abort: () => control.abort() });
+            break;
+          case 'end':
+            if (event.ok) resolve(toResult(event));
+            else reject(new ObsError(event.error));
+            break;
+          default:
+        }
+      });
     });
   }
 }

@@ -150,52 +150,46 @@ impl NativeClient {
         });
     }
 
-    /// Runs the upload on the tokio runtime. Resolves with
-    /// `{ok: true, ...answer}` or `{ok: false, error}`; never rejects for
-    /// upload failures.
-    #[napi(ts_return_type = "Promise<any>")]
-    pub fn upload_file<'env>(
-        &self,
-        env: &'env Env,
-        params: NativeUploadParams,
-        control: &UploadControl,
-        on_progress: Option<ProgressFn>,
-        on_started: Option<StartedFn>,
-    ) -> napi::Result<PromiseRaw<'env, Value>> {
+    /// Starts the upload on the tokio runtime and returns at once. Every
+    /// report goes through `on_event`, in order: `{type: 'started',
+    /// uploadId}`, `{type: 'progress', transferred, total, seconds}`..., and
+    /// last `{type: 'end', ok: true, ...answer}` or `{type: 'end', ok: false,
+    /// error}`. One queue keeps progress from arriving after the end.
+    #[napi]
+    pub fn upload_file(&self, params: NativeUploadParams, control: &UploadControl, on_event: EventFn) -> napi::Result<()> {
         let request = to_request(params)?;
         let client = self.inner.clone();
         let control = control.inner.clone();
-        let observer = Arc::new(JsObserver { on_progress, on_started });
-        env.spawn_future(async move {
-            let result = upload::run(request, client, observer, control).await;
-            Ok(match result {
+        let events = Arc::new(on_event);
+        let observer = Arc::new(JsObserver { events: events.clone() });
+        spawn(async move {
+            let mut end = match upload::run(request, client, observer, control).await {
                 Ok(outcome) => outcome_value(&outcome),
                 Err(e) => json!({"ok": false, "error": error_value(&e)}),
-            })
-        })
+            };
+            end["type"] = json!("end");
+            events.call(end, ThreadsafeFunctionCallMode::Blocking);
+        });
+        Ok(())
     }
 }
 
-type ProgressFn = ThreadsafeFunction<FnArgs<(f64, f64, f64)>, UnknownReturnValue, FnArgs<(f64, f64, f64)>, Status, false, true>;
-type StartedFn = ThreadsafeFunction<String, UnknownReturnValue, String, Status, false, true>;
+/// Events of one upload, delivered in order on the JavaScript thread. Not
+/// weak: it keeps Node alive until the upload has ended.
+type EventFn = ThreadsafeFunction<Value, UnknownReturnValue, Value, Status, false>;
 
 struct JsObserver {
-    on_progress: Option<ProgressFn>,
-    on_started: Option<StartedFn>,
+    events: Arc<EventFn>,
 }
 
 impl Observer for JsObserver {
     fn progress(&self, transferred: u64, total: u64, elapsed: Duration) {
-        if let Some(f) = &self.on_progress {
-            let args = (transferred as f64, total as f64, elapsed.as_secs_f64());
-            f.call(args.into(), ThreadsafeFunctionCallMode::NonBlocking);
-        }
+        let event = json!({"type": "progress", "transferred": transferred, "total": total, "seconds": elapsed.as_secs_f64()});
+        self.events.call(event, ThreadsafeFunctionCallMode::NonBlocking);
     }
 
     fn started(&self, upload_id: &str) {
-        if let Some(f) = &self.on_started {
-            f.call(upload_id.to_string(), ThreadsafeFunctionCallMode::NonBlocking);
-        }
+        self.events.call(json!({"type": "started", "uploadId": upload_id}), ThreadsafeFunctionCallMode::NonBlocking);
     }
 }
 

@@ -42,9 +42,13 @@ impl RecordWriter {
 
     /// Waits for the write under way; then starts the next if the record
     /// changed meanwhile.
+    /// Cancel-safe: dropped before the write ends, it leaves the write
+    /// registered, so that no second write can start beside it.
     pub async fn write_finished(&mut self, record: &mut Checkpoint) -> Result<()> {
-        if let Some(h) = self.writing.take() {
-            match h.await {
+        if let Some(h) = self.writing.as_mut() {
+            let outcome = h.await;
+            self.writing = None;
+            match outcome {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => return Err(Error::io("WriteCheckpointFileError", "cannot write the checkpoint file", &e)),
                 Err(e) => return Err(Error::io("WriteCheckpointFileError", "cannot write the checkpoint file", &std::io::Error::other(e))),
