@@ -44,7 +44,7 @@ pub struct Error {
     pub code: String,
     pub message: String,
     pub retryable: bool,
-    pub service: Option<ServiceDetails>,
+    pub service: Option<Box<ServiceDetails>>,
     pub upload_id: Option<String>,
     pub part_number: Option<u32>,
 }
@@ -88,7 +88,7 @@ impl Error {
     }
 
     fn with_service(mut self, details: ServiceDetails) -> Self {
-        self.service = Some(details);
+        self.service = Some(Box::new(details));
         self
     }
 

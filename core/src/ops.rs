@@ -311,14 +311,8 @@ pub async fn list_parts(client: &Client, sig: Signature, target: &Target<'_>) ->
     Ok(parts)
 }
 
-/// Size and ETag of an object, or `None` when it does not exist.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ObjectHead {
-    pub size: u64,
-    pub etag: Option<String>,
-}
-
-pub async fn head_object(client: &Client, sig: Signature, bucket: &str, key: &str) -> Result<Option<ObjectHead>> {
+/// The HEAD answer for an object, or `None` when it does not exist.
+pub async fn head_object_response(client: &Client, sig: Signature, bucket: &str, key: &str) -> Result<Option<Response>> {
     let req = Request { method: "HEAD", bucket: bucket.into(), key: Some(key.into()), query: vec![], headers: vec![], body: Body::Empty };
     let resp = client.send(&req, sig).await?;
     if resp.status == 404 {
@@ -327,10 +321,13 @@ pub async fn head_object(client: &Client, sig: Signature, bucket: &str, key: &st
     if !resp.is_success() {
         return Err(service_error(&resp, sig));
     }
-    Ok(Some(ObjectHead {
-        size: resp.header("content-length").and_then(|s| s.parse().ok()).unwrap_or(0),
-        etag: resp.header("etag").map(str::to_string),
-    }))
+    Ok(Some(resp))
+}
+
+/// The status a HEAD of the bucket gets with the current credentials.
+pub async fn head_bucket(client: &Client, sig: Signature, bucket: &str) -> Result<u16> {
+    let req = Request { method: "HEAD", bucket: bucket.into(), key: None, query: vec![], headers: vec![], body: Body::Empty };
+    Ok(client.send(&req, sig).await?.status)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 pub mod checkpoint;
 pub mod plan;
+mod reconcile;
 mod record;
 mod scheduler;
 
@@ -24,6 +25,7 @@ use crate::sign::Signature;
 use checkpoint::{Checkpoint, FileStat, Loaded};
 use plan::Plan;
 use record::RecordWriter;
+use scheduler::End;
 
 /// Where and how the record is kept.
 #[derive(Debug, Clone)]
@@ -125,7 +127,29 @@ pub fn aborted_error() -> Error {
 
 /// Runs one `uploadFile` call to its end.
 pub async fn run(req: UploadRequest, client: Arc<Client>, observer: Arc<dyn Observer>, control: Arc<Control>) -> Result<Outcome> {
-    let path = PathBuf::from(&req.upload_file);
+    let (file, file_size, last_modified) = open_source(&req.upload_file).await?;
+    if let Some(cp) = &req.checkpoint
+        && let Some(dir) = cp.path.parent().filter(|d| !d.as_os_str().is_empty())
+    {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| Error::io("WriteCheckpointFileError", "cannot create the checkpoint file's folder", &e))?;
+    }
+    let (record, plan, resumed) = match &req.checkpoint {
+        None => {
+            let plan = plan::plan_parts(file_size, req.part_size);
+            (new_record(&req, plan, file_size, &last_modified), plan, false)
+        }
+        Some(settings) => resume_or_start(&req, settings, &client, file_size, &last_modified).await?,
+    };
+    let writer = req.checkpoint.as_ref().map(|s| RecordWriter::new(s.path.clone()));
+    let session = Session { req: &req, client, observer, control, file: Arc::new(file), plan, record, writer, started: false };
+    session.drive(resumed).await
+}
+
+/// Opens the file to upload: its handle, size and mtime as the record keeps it.
+async fn open_source(upload_file: &str) -> Result<(std::fs::File, u64, String)> {
+    let path = PathBuf::from(upload_file);
     let meta = match tokio::fs::metadata(&path).await {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::invalid_argument("UploadFile does not exist!")),
@@ -134,88 +158,17 @@ pub async fn run(req: UploadRequest, client: Arc<Client>, observer: Arc<dyn Obse
     if !meta.is_file() {
         return Err(Error::invalid_argument("UploadFile is not a file!"));
     }
-    let file = {
-        let p = path.clone();
-        tokio::task::spawn_blocking(move || std::fs::File::open(p))
-            .await
-            .map_err(|e| Error::new(ErrorKind::Io, "FileReadError", e.to_string()))?
-            .map_err(|e| Error::invalid_argument(format!("UploadFile cannot be read: {e}")))?
-    };
-    let file_size = meta.len();
+    let file = tokio::task::spawn_blocking(move || std::fs::File::open(path))
+        .await
+        .map_err(|e| Error::new(ErrorKind::Io, "FileReadError", e.to_string()))?
+        .map_err(|e| Error::invalid_argument(format!("UploadFile cannot be read: {e}")))?;
     let last_modified = checkpoint::utc_string(meta.modified().unwrap_or(std::time::UNIX_EPOCH));
-
-    if let Some(cp) = &req.checkpoint
-        && let Some(dir) = cp.path.parent().filter(|d| !d.as_os_str().is_empty())
-    {
-        tokio::fs::create_dir_all(dir)
-            .await
-            .map_err(|e| Error::io("WriteCheckpointFileError", "cannot create the checkpoint file's folder", &e))?;
-    }
-
-    let fresh = new_record(&req, file_size, &last_modified);
-    let (mut record, plan) = match &req.checkpoint {
-        None => {
-            let plan = plan::plan_parts(file_size, req.part_size);
-            (fresh(plan), plan)
-        }
-        Some(settings) => resume_or_start(&req, settings, &client, &path, file_size, &last_modified, &fresh).await?,
-    };
-    let mut writer = req.checkpoint.as_ref().map(|s| RecordWriter::new(s.path.clone()));
-    if let Some(w) = writer.as_mut()
-        && record.upload_id.is_none()
-    {
-        // The first write: the record exists before the upload does.
-        w.write_now(&mut record).await?;
-    }
-
-    let (sig, upload_id) = match record.upload_id.clone() {
-        Some(id) => (client.signature_for(&req.bucket).await?, id),
-        None => match start_upload(&req, &client, &record).await {
-            Ok(started) => started,
-            Err(e) => {
-                // No upload exists that the record could point to.
-                if let Some(w) = writer {
-                    w.remove().await;
-                }
-                return Err(e);
-            }
-        },
-    };
-    if record.upload_id.is_none() {
-        record.upload_id = Some(upload_id.clone());
-        if let Some(w) = writer.as_mut()
-            && let Err(e) = w.write_now(&mut record).await
-        {
-            let target = Target { bucket: &req.bucket, key: &req.key, upload_id: &upload_id };
-            let _ = ops::abort_multipart_upload(&client, sig, &target).await;
-            if let Some(w) = writer {
-                w.remove().await;
-            }
-            return Err(e);
-        }
-    }
-
-    let job = scheduler::Job {
-        client: client.clone(),
-        sig,
-        bucket: req.bucket.clone(),
-        key: req.key.clone(),
-        upload_id: upload_id.clone(),
-        plan,
-        file: Arc::new(file),
-        sse_c: SseC { algorithm: req.object.sse_c.clone(), key: req.object.sse_c_key.clone() },
-        task_num: req.task_num.max(1),
-        sent: Arc::new(AtomicU64::new(0)),
-        started: Instant::now(),
-    };
-    observer.started(&upload_id);
-    let end = scheduler::send_parts(&job, &mut record, writer.as_mut(), observer.as_ref(), control.subscribe()).await;
-    finish(job, record, writer, end, req.checkpoint.is_some()).await
+    Ok((file, meta.len(), last_modified))
 }
 
 /// A record for a fresh upload of this request.
-fn new_record<'a>(req: &'a UploadRequest, file_size: u64, last_modified: &'a str) -> impl Fn(Plan) -> Checkpoint + 'a {
-    move |plan: Plan| Checkpoint {
+fn new_record(req: &UploadRequest, plan: Plan, file_size: u64, last_modified: &str) -> Checkpoint {
+    Checkpoint {
         bucket_name: req.bucket.clone(),
         object_key: req.key.clone(),
         upload_file: req.upload_file.clone(),
@@ -237,30 +190,22 @@ fn new_record<'a>(req: &'a UploadRequest, file_size: u64, last_modified: &'a str
     }
 }
 
-/// Negotiates the dialect and initiates the multipart upload.
-async fn start_upload(req: &UploadRequest, client: &Client, record: &Checkpoint) -> Result<(Signature, String)> {
-    let sig = client.signature_for(&req.bucket).await.map_err(initiate_error)?;
-    let settings = initiate_settings(req, record);
-    let id = ops::initiate_multipart_upload(client, sig, &req.bucket, &req.key, &settings).await.map_err(initiate_error)?;
-    Ok((sig, id))
-}
-
 /// Loads the record and checks it against this call and the file; a record
 /// that does not fit is thrown away (its upload aborted) with an error, so
-/// that the next call starts clean.
+/// that the next call starts clean. Returns the record, its plan, and
+/// whether it was resumed from disk.
 async fn resume_or_start(
     req: &UploadRequest,
     settings: &CheckpointSettings,
     client: &Client,
-    path: &std::path::Path,
     file_size: u64,
     last_modified: &str,
-    fresh: &impl Fn(Plan) -> Checkpoint,
-) -> Result<(Checkpoint, Plan)> {
+) -> Result<(Checkpoint, Plan, bool)> {
     if tokio::fs::metadata(&settings.path).await.is_ok_and(|m| m.is_dir()) {
         // Not ours to remove: say so every time instead.
         return Err(Error::invalid_argument("CheckpointFile is a directory!"));
     }
+    let path = std::path::Path::new(&req.upload_file);
     match checkpoint::load(&settings.path).await {
         Err(e) => {
             checkpoint::remove(&settings.path).await;
@@ -268,11 +213,11 @@ async fn resume_or_start(
         }
         Ok(Loaded::Missing) => {
             let plan = plan::plan_parts(file_size, req.part_size);
-            let mut record = fresh(plan);
+            let mut record = new_record(req, plan, file_size, last_modified);
             if settings.enable_checksum {
                 record.upload_file_stat.check_sum = Some(file_md5(path).await?);
             }
-            Ok((record, plan))
+            Ok((record, plan, false))
         }
         Ok(Loaded::Found(record)) => {
             let record = *record;
@@ -288,7 +233,7 @@ async fn resume_or_start(
                 _ => true,
             };
             match plan {
-                Some(plan) if fits && checksum_ok => Ok((record, plan)),
+                Some(plan) if fits && checksum_ok => Ok((record, plan, true)),
                 _ => {
                     discard_record(client, &record, &settings.path).await;
                     Err(Error::new(ErrorKind::Checkpoint, "CheckpointFileInvalid", "CheckpointFile is invalid!"))
@@ -360,116 +305,292 @@ fn initiate_error(e: Error) -> Error {
 /// Base64 MD5 of the whole file, computed off the async threads.
 pub async fn file_md5(path: &std::path::Path) -> Result<String> {
     let p = path.to_path_buf();
-    tokio::task::spawn_blocking(move || -> std::io::Result<String> {
-        use base64::Engine as _;
-        use md5::Digest as _;
-        use std::io::Read as _;
-        let mut f = std::fs::File::open(&p)?;
-        let mut h = md5::Md5::new();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-        }
-        Ok(base64::engine::general_purpose::STANDARD.encode(h.finalize()))
-    })
-    .await
-    .map_err(|e| Error::new(ErrorKind::Io, "FileReadError", e.to_string()))?
-    .map_err(|e| Error::io("FileReadError", "cannot read the file to compute its MD5", &e))
+    let file = tokio::task::spawn_blocking(move || std::fs::File::open(p))
+        .await
+        .map_err(|e| Error::new(ErrorKind::Io, "FileReadError", e.to_string()))?
+        .map_err(|e| Error::io("FileReadError", "cannot read the file to compute its MD5", &e))?;
+    let len = file.metadata().map_err(|e| Error::io("FileReadError", "cannot read the file to compute its MD5", &e))?.len();
+    let digest = reconcile::range_md5(Arc::new(file), 0, len).await?;
+    use base64::Engine as _;
+    Ok(base64::engine::general_purpose::STANDARD.encode(digest))
 }
 
-/// Turns how the parts ended into the call's result, leaving the server
-/// and the record consistent with it.
-async fn finish(
-    job: scheduler::Job,
-    mut record: Checkpoint,
-    mut writer: Option<RecordWriter>,
-    end: scheduler::End,
-    keep_record: bool,
-) -> Result<Outcome> {
-    let target = Target { bucket: &job.bucket, key: &job.key, upload_id: &job.upload_id };
-    let client = &job.client;
-    let abort_and_forget = |writer: Option<RecordWriter>| async {
-        let _ = ops::abort_multipart_upload(client, job.sig, &target).await;
-        if let Some(w) = writer {
+/// What to do after a round of sending parts.
+enum Next {
+    Done(Outcome),
+    /// The multipart upload is gone and the object is not this upload:
+    /// start a new multipart upload.
+    Restart,
+    Fail(Error),
+}
+
+/// One call's state: the record (in memory and on disk) and the plan.
+struct Session<'a> {
+    req: &'a UploadRequest,
+    client: Arc<Client>,
+    observer: Arc<dyn Observer>,
+    control: Arc<Control>,
+    file: Arc<std::fs::File>,
+    plan: Plan,
+    record: Checkpoint,
+    writer: Option<RecordWriter>,
+    started: bool,
+}
+
+impl Session<'_> {
+    async fn drive(mut self, mut resumed: bool) -> Result<Outcome> {
+        if let Some(w) = self.writer.as_mut()
+            && self.record.upload_id.is_none()
+        {
+            // The first write: the record exists before the upload does.
+            w.write_now(&mut self.record).await?;
+        }
+        let mut restarts = 0;
+        loop {
+            let (sig, upload_id) = match self.record.upload_id.clone() {
+                Some(id) => (self.client.signature_for(&self.req.bucket).await?, id),
+                None => self.initiate().await?,
+            };
+            let end = if resumed && self.all_parts_done() {
+                // Killed between the last part and the record's removal:
+                // completing tells whether the upload still exists.
+                End::AllSent
+            } else {
+                let mut refused = None;
+                if resumed {
+                    let target = Target { bucket: &self.req.bucket, key: &self.req.key, upload_id: &upload_id };
+                    match reconcile::reconcile(&self.client, sig, &target, self.plan, &mut self.record, &self.file).await {
+                        Ok(reconcile::Reconciled::Live { changed: true }) => {
+                            if let Some(w) = self.writer.as_mut() {
+                                w.write_now(&mut self.record).await?;
+                            }
+                        }
+                        Ok(reconcile::Reconciled::Live { changed: false }) => {}
+                        Ok(reconcile::Reconciled::Refused(e)) => refused = Some(e),
+                        Err(e) => return Err(self.keep_or_abort(sig, &upload_id, incomplete(e)).await),
+                    }
+                }
+                match refused {
+                    Some(e) => End::Fatal(e),
+                    None => self.send(sig, &upload_id).await,
+                }
+            };
+            resumed = false;
+            let next = match end {
+                End::AllSent => self.complete(sig, &upload_id).await,
+                other => self.settle(sig, &upload_id, other).await,
+            };
+            match next {
+                Next::Done(outcome) => return Ok(outcome),
+                Next::Fail(e) => return Err(e),
+                Next::Restart if restarts == 0 => {
+                    restarts += 1;
+                    self.record.upload_id = None;
+                    self.record.parts_meta.clear();
+                    if let Some(w) = self.writer.as_mut() {
+                        w.write_now(&mut self.record).await?;
+                    }
+                }
+                Next::Restart => {
+                    self.forget().await;
+                    return Err(Error::new(
+                        ErrorKind::Incomplete,
+                        "IncompletedUpload",
+                        "the multipart upload disappeared from the server twice; call again to start over",
+                    ));
+                }
+            }
+        }
+    }
+
+    fn all_parts_done(&self) -> bool {
+        (1..=self.plan.part_count).all(|n| self.record.parts_meta.get(&n).is_some_and(|p| p.is_completed && p.etag.is_some()))
+    }
+
+    /// Negotiates the dialect, initiates the multipart upload and records it.
+    async fn initiate(&mut self) -> Result<(Signature, String)> {
+        let started = async {
+            let sig = self.client.signature_for(&self.req.bucket).await?;
+            let settings = initiate_settings(self.req, &self.record);
+            let id = ops::initiate_multipart_upload(&self.client, sig, &self.req.bucket, &self.req.key, &settings).await?;
+            Ok::<_, Error>((sig, id))
+        };
+        let (sig, id) = match started.await {
+            Ok(s) => s,
+            Err(e) => {
+                // No upload exists that the record could point to.
+                self.forget().await;
+                return Err(initiate_error(e));
+            }
+        };
+        self.record.upload_id = Some(id.clone());
+        if let Some(w) = self.writer.as_mut()
+            && let Err(e) = w.write_now(&mut self.record).await
+        {
+            self.abort_and_forget(sig, &id).await;
+            return Err(e);
+        }
+        Ok((sig, id))
+    }
+
+    async fn send(&mut self, sig: Signature, upload_id: &str) -> End {
+        if !self.started {
+            self.started = true;
+            self.observer.started(upload_id);
+        }
+        let job = scheduler::Job {
+            client: self.client.clone(),
+            sig,
+            bucket: self.req.bucket.clone(),
+            key: self.req.key.clone(),
+            upload_id: upload_id.to_string(),
+            plan: self.plan,
+            file: self.file.clone(),
+            sse_c: SseC { algorithm: self.req.object.sse_c.clone(), key: self.req.object.sse_c_key.clone() },
+            task_num: self.req.task_num.max(1),
+            sent: Arc::new(AtomicU64::new(0)),
+            started: Instant::now(),
+        };
+        scheduler::send_parts(&job, &mut self.record, self.writer.as_mut(), self.observer.as_ref(), self.control.subscribe()).await
+    }
+
+    async fn complete(&mut self, sig: Signature, upload_id: &str) -> Next {
+        if let Some(w) = self.writer.as_mut()
+            && let Err(e) = w.flush(&mut self.record).await
+        {
+            return Next::Fail(e);
+        }
+        let parts = match completed_parts(&self.record, self.plan.part_count) {
+            Ok(p) => p,
+            Err(e) => return Next::Fail(e),
+        };
+        let target = Target { bucket: &self.req.bucket, key: &self.req.key, upload_id };
+        match ops::complete_multipart_upload(&self.client, sig, &target, &parts).await {
+            Ok(completed) => {
+                self.forget().await;
+                Next::Done(Outcome { signature: sig, completed })
+            }
+            Err(e) => self.settle(sig, upload_id, End::Fatal(e)).await,
+        }
+    }
+
+    /// Turns how a round ended into the call's result, leaving the server
+    /// and the record consistent with it.
+    async fn settle(&mut self, sig: Signature, upload_id: &str, end: End) -> Next {
+        match end {
+            End::AllSent => unreachable!("completed by the caller"),
+            End::Stopped(StopRequest::Abort) => {
+                self.abort_and_forget(sig, upload_id).await;
+                Next::Fail(aborted_error().with_upload_id(upload_id))
+            }
+            End::Stopped(_) => Next::Fail(self.keep_or_abort(sig, upload_id, cancelled_error()).await),
+            End::PartsFailed(first) => {
+                let e = if self.writer.is_some() {
+                    Error::new(ErrorKind::Incomplete, "IncompletedUpload", "UploadFile finished with error, you can retry with the same parameters")
+                } else {
+                    Error::new(ErrorKind::Incomplete, "UploadFileFailed", "UploadFile finished with error!")
+                };
+                let e = Error { retryable: true, part_number: first.part_number, service: first.service, ..e };
+                Next::Fail(self.keep_or_abort(sig, upload_id, e).await)
+            }
+            End::Fatal(e) if e.kind == ErrorKind::Service && !e.retryable => self.refused(sig, upload_id, e).await,
+            End::Fatal(e) if e.code == "WriteCheckpointFileError" => {
+                self.abort_and_forget(sig, upload_id).await;
+                Next::Fail(e.with_upload_id(upload_id))
+            }
+            End::Fatal(e) => Next::Fail(self.keep_or_abort(sig, upload_id, incomplete(e)).await),
+        }
+    }
+
+    /// The server refused a request of this upload with a 4xx. The upload
+    /// may be gone (completed by an earlier call, aborted, expired), the
+    /// credentials may have expired, or the request may never pass.
+    async fn refused(&mut self, sig: Signature, upload_id: &str, e: Error) -> Next {
+        let status = e.status().unwrap_or(0);
+        let gone = if e.code == "NoSuchUpload" {
+            true
+        } else if status == 401 || status == 403 {
+            // Credentials that still open the bucket mean the refusal is
+            // about the upload, not about who asks.
+            match ops::head_bucket(&self.client, sig, &self.req.bucket).await {
+                Ok(s) if (200..300).contains(&s) => true,
+                _ => return Next::Fail(self.keep_or_abort(sig, upload_id, e).await),
+            }
+        } else {
+            false
+        };
+        if !gone {
+            self.abort_and_forget(sig, upload_id).await;
+            return Next::Fail(e.with_upload_id(upload_id));
+        }
+        match self.already_complete(sig).await {
+            Some(outcome) => {
+                self.forget().await;
+                Next::Done(outcome)
+            }
+            None => Next::Restart,
+        }
+    }
+
+    /// Whether the object at the key already is this upload: its size, and
+    /// the multipart ETag the recorded part ETags make.
+    async fn already_complete(&self, sig: Signature) -> Option<Outcome> {
+        let parts = completed_parts(&self.record, self.plan.part_count).ok()?;
+        let expected = reconcile::multipart_etag(parts.iter().map(|(_, e)| e.as_str()))?;
+        let head = ops::head_object_response(&self.client, sig, &self.req.bucket, &self.req.key).await.ok()??;
+        let etag = head.header("etag")?.trim_matches('"').to_string();
+        let size: u64 = head.header("content-length")?.parse().ok()?;
+        (size == self.plan.file_size && etag == expected).then(|| Outcome {
+            signature: sig,
+            completed: Completed {
+                status: head.status,
+                headers: head.headers.iter().filter(|(k, _)| k != "content-length").cloned().collect(),
+                location: None,
+                bucket: Some(self.req.bucket.clone()),
+                key: Some(self.req.key.clone()),
+                etag: head.header("etag").map(str::to_string),
+                encoding_type: None,
+            },
+        })
+    }
+
+    /// With a record: keep it (flushed) and the upload, for the next call.
+    /// Without: abort the upload, since nothing could resume it. Returns
+    /// `e`, or the record's write error.
+    async fn keep_or_abort(&mut self, sig: Signature, upload_id: &str, e: Error) -> Error {
+        match self.writer.as_mut() {
+            Some(w) => {
+                if let Err(write) = w.flush(&mut self.record).await {
+                    return write;
+                }
+            }
+            None => self.abort_and_forget(sig, upload_id).await,
+        }
+        e.with_upload_id(upload_id)
+    }
+
+    async fn abort_and_forget(&mut self, sig: Signature, upload_id: &str) {
+        // Best effort: when even the abort fails, the upload is left for the
+        // server's lifecycle rules; the error the caller gets says why.
+        let target = Target { bucket: &self.req.bucket, key: &self.req.key, upload_id };
+        let _ = ops::abort_multipart_upload(&self.client, sig, &target).await;
+        self.forget().await;
+    }
+
+    /// Removes the record (after any write under way).
+    async fn forget(&mut self) {
+        if let Some(w) = self.writer.take() {
             w.remove().await;
         }
-    };
-    let with_ids = |e: Error| e.with_upload_id(&job.upload_id);
-    match end {
-        scheduler::End::Stopped(StopRequest::Abort) => {
-            abort_and_forget(writer).await;
-            Err(with_ids(aborted_error()))
-        }
-        scheduler::End::Stopped(_) => {
-            match writer.as_mut() {
-                Some(w) => w.flush(&mut record).await?,
-                // Nothing could resume it: do not leave it on the server.
-                None => abort_and_forget(None).await,
-            }
-            Err(with_ids(cancelled_error()))
-        }
-        scheduler::End::Fatal(e) => {
-            let keep = keep_record && e.kind != ErrorKind::Service;
-            if keep {
-                if let Some(w) = writer.as_mut() {
-                    w.flush(&mut record).await?;
-                }
-            } else {
-                abort_and_forget(writer).await;
-            }
-            Err(with_ids(e))
-        }
-        scheduler::End::PartsFailed(first) => {
-            if keep_record {
-                if let Some(w) = writer.as_mut() {
-                    w.flush(&mut record).await?;
-                }
-                let mut e = Error::new(
-                    ErrorKind::Incomplete,
-                    "IncompletedUpload",
-                    "UploadFile finished with error, you can retry with the same parameters",
-                );
-                e.retryable = true;
-                e.part_number = first.part_number;
-                e.service = first.service;
-                Err(with_ids(e))
-            } else {
-                abort_and_forget(writer).await;
-                let mut e = Error::new(ErrorKind::Incomplete, "UploadFileFailed", "UploadFile finished with error!");
-                e.part_number = first.part_number;
-                e.service = first.service;
-                Err(with_ids(e))
-            }
-        }
-        scheduler::End::AllSent => {
-            if let Some(w) = writer.as_mut() {
-                w.flush(&mut record).await?;
-            }
-            let parts = completed_parts(&record, job.plan.part_count)?;
-            match ops::complete_multipart_upload(client, job.sig, &target, &parts).await {
-                Ok(completed) => {
-                    if let Some(w) = writer {
-                        w.remove().await;
-                    }
-                    Ok(Outcome { signature: job.sig, completed })
-                }
-                Err(e) if e.kind == ErrorKind::Service && !e.retryable => {
-                    abort_and_forget(writer).await;
-                    Err(with_ids(e))
-                }
-                Err(e) if keep_record => {
-                    Err(with_ids(Error { kind: ErrorKind::Incomplete, code: "IncompletedUpload".into(), message: e.summary(), ..e }))
-                }
-                Err(e) => {
-                    abort_and_forget(writer).await;
-                    Err(with_ids(Error { kind: ErrorKind::Incomplete, code: "UploadFileFailed".into(), message: e.summary(), ..e }))
-                }
-            }
-        }
+    }
+}
+
+/// A failure that leaves the upload resumable, worded as the reference SDK
+/// words it (`IncompletedUpload` / `UploadFileFailed`).
+fn incomplete(e: Error) -> Error {
+    match e.kind {
+        ErrorKind::Service | ErrorKind::Network => Error { kind: ErrorKind::Incomplete, code: "IncompletedUpload".into(), message: e.summary(), ..e },
+        _ => e,
     }
 }
 

@@ -49,8 +49,7 @@ pub fn plan_from_record(file_size: u64, part_size: u64, part_count: u32) -> Opti
     let count = u64::from(part_count);
     let coherent = part_size > 0
         && part_size <= MAX_PART_SIZE
-        && count >= 1
-        && count <= MAX_PART_COUNT
+        && (1..=MAX_PART_COUNT).contains(&count)
         && file_size.div_ceil(part_size) == count;
     coherent.then_some(Plan { file_size, part_size, part_count })
 }

@@ -1,0 +1,151 @@
+//! Reconciling a resumed record with the server: the record may miss parts
+//! the server holds (killed between the server's answer and the record's
+//! write) or claim parts the server lacks. The server's part list decides,
+//! with the local bytes as the judge of a part the record does not know.
+
+use std::sync::Arc;
+
+use md5::{Digest, Md5};
+
+use super::checkpoint::{Checkpoint, PartMeta};
+use super::plan::Plan;
+use crate::error::{Error, ErrorKind, Result};
+use crate::http::Client;
+use crate::ops::{self, Target};
+use crate::sign::{self, Signature};
+
+pub enum Reconciled {
+    /// The upload exists; `changed` when the record was corrected.
+    Live { changed: bool },
+    /// The server refused to list the upload's parts (4xx): the upload may
+    /// be gone, or the credentials refused; the caller finds out which.
+    Refused(Error),
+}
+
+/// An ETag without its quotes, lower-case.
+fn bare(etag: &str) -> String {
+    etag.trim().trim_matches('"').to_ascii_lowercase()
+}
+
+pub async fn reconcile(
+    client: &Client,
+    sig: Signature,
+    target: &Target<'_>,
+    plan: Plan,
+    record: &mut Checkpoint,
+    file: &Arc<std::fs::File>,
+) -> Result<Reconciled> {
+    let listed = match ops::list_parts(client, sig, target).await {
+        Ok(parts) => parts,
+        Err(e) if e.kind == ErrorKind::Service && !e.retryable => return Ok(Reconciled::Refused(e)),
+        Err(e) => return Err(e),
+    };
+    let mut changed = false;
+    for n in 1..=plan.part_count {
+        let (offset, len) = plan.part(n);
+        let on_server = listed.iter().find(|p| p.part_number == n);
+        let recorded = record.parts_meta.get(&n).filter(|p| p.is_completed && p.etag.is_some());
+        let keep = match (recorded, on_server) {
+            (Some(r), Some(s)) => {
+                s.size == len && s.etag.as_deref().is_none_or(|e| bare(e) == bare(r.etag.as_deref().unwrap_or_default()))
+            }
+            (Some(_), None) => false,
+            (None, Some(s)) => {
+                // Adopt a part the record missed when its bytes are ours.
+                if let Some(etag) = s.etag.as_deref().filter(|_| s.size == len) {
+                    let local = sign::hex(&range_md5(file.clone(), offset, len).await?);
+                    if local == bare(etag) {
+                        record.parts_meta.insert(n, PartMeta { offset, part_size: len, etag: Some(etag.to_string()), is_completed: true });
+                        changed = true;
+                    }
+                }
+                continue;
+            }
+            (None, None) => continue,
+        };
+        if !keep {
+            record.parts_meta.insert(n, PartMeta { offset, part_size: len, etag: None, is_completed: false });
+            changed = true;
+        }
+    }
+    Ok(Reconciled::Live { changed })
+}
+
+/// MD5 of a byte range of the file, computed off the async threads.
+pub async fn range_md5(file: Arc<std::fs::File>, offset: u64, len: u64) -> Result<[u8; 16]> {
+    tokio::task::spawn_blocking(move || -> std::io::Result<[u8; 16]> {
+        let mut h = Md5::new();
+        let mut buf = vec![0u8; (1 << 20).min(len.max(1) as usize)];
+        let mut pos = offset;
+        let end = offset + len;
+        while pos < end {
+            let want = ((end - pos) as usize).min(buf.len());
+            let n = read_at(&file, &mut buf[..want], pos)?;
+            if n == 0 {
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the file became shorter while it was read"));
+            }
+            h.update(&buf[..n]);
+            pos += n as u64;
+        }
+        Ok(h.finalize().into())
+    })
+    .await
+    .map_err(|e| Error::new(ErrorKind::Io, "FileReadError", e.to_string()))?
+    .map_err(|e| Error::io("FileReadError", "cannot read the file", &e))
+}
+
+#[cfg(unix)]
+fn read_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    std::os::unix::fs::FileExt::read_at(file, buf, offset)
+}
+
+#[cfg(windows)]
+fn read_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    std::os::windows::fs::FileExt::seek_read(file, buf, offset)
+}
+
+/// The ETag S3 and OBS give an object completed from parts with these
+/// ETags: MD5 of the parts' binary MD5s, then `-<count>`. `None` when a
+/// part's ETag is not a plain MD5 (encrypted uploads).
+pub fn multipart_etag<'a>(etags: impl Iterator<Item = &'a str>) -> Option<String> {
+    let mut h = Md5::new();
+    let mut count = 0;
+    for e in etags {
+        let hex = bare(e);
+        if hex.len() != 32 {
+            return None;
+        }
+        let bytes: Option<Vec<u8>> = (0..16).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()).collect();
+        h.update(bytes?);
+        count += 1;
+    }
+    Some(format!("{}-{count}", sign::hex(&h.finalize())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multipart_etag_is_md5_of_part_md5s() {
+        // Two parts "a" and "b": md5("a") = 0cc175b9..., md5("b") = 92eb5ffe...
+        let a = format!("\"{}\"", sign::hex(&Md5::digest(b"a")));
+        let b = sign::hex(&Md5::digest(b"b"));
+        let mut joined = Md5::digest(b"a").to_vec();
+        joined.extend_from_slice(&Md5::digest(b"b"));
+        let want = format!("{}-2", sign::hex(&Md5::digest(&joined)));
+        assert_eq!(multipart_etag([a.as_str(), b.as_str()].into_iter()), Some(want));
+        assert_eq!(multipart_etag(["\"not-an-md5\""].into_iter()), None);
+    }
+
+    #[tokio::test]
+    async fn range_md5_reads_exactly_the_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"0123456789").unwrap();
+        let f = Arc::new(std::fs::File::open(&path).unwrap());
+        assert_eq!(range_md5(f.clone(), 2, 3).await.unwrap(), <[u8; 16]>::from(Md5::digest(b"234")));
+        assert_eq!(range_md5(f.clone(), 0, 0).await.unwrap(), <[u8; 16]>::from(Md5::digest(b"")));
+        assert!(range_md5(f, 8, 5).await.is_err(), "past the end is an error");
+    }
+}
