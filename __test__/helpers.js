@@ -101,6 +101,25 @@ async function partPuts(server) {
   return requests.filter((r) => r.method === 'PUT' && /partNumber=/.test(r.query) && r.status === 200);
 }
 
+/**
+ * Sets a checkpoint record's `md5` by the reference SDK's rule, so tests can
+ * write records as a process killed at a given moment would have left them.
+ */
+function sealRecord(record) {
+  const data = [record.bucketName, record.objectKey, record.uploadFile, String(record.partSize), String(record.partCount)];
+  for (const f of ['contentType', 'acl', 'websiteRedirectLocation', 'sseKms', 'sseKmsKey', 'sseC', 'sseCKey']) {
+    if (record[f]) data.push(record[f]);
+  }
+  if (record.metadata) data.push(JSON.stringify(record.metadata));
+  if (record.uploadId) data.push(record.uploadId);
+  for (const n of Object.keys(record.partsMeta || {})) {
+    const p = record.partsMeta[n];
+    data.push(n, String(p.offset), String(p.partSize), String(p.isCompleted), String(p.etag));
+  }
+  record.md5 = crypto.createHash('md5').update(Buffer.from(data.join(''), 'utf8')).digest('base64');
+  return record;
+}
+
 /** Runs uploadFile in callback form; resolves with `{err, result}`. */
 function uploadWithCallback(client, params) {
   return new Promise((resolve) => client.uploadFile(params, (err, result) => resolve({ err, result })));
@@ -122,5 +141,6 @@ module.exports = {
   markUploads,
   expectUploaded,
   partPuts,
+  sealRecord,
   uploadWithCallback,
 };

@@ -143,7 +143,8 @@ pub async fn run(req: UploadRequest, client: Arc<Client>, observer: Arc<dyn Obse
         Some(settings) => resume_or_start(&req, settings, &client, file_size, &last_modified).await?,
     };
     let writer = req.checkpoint.as_ref().map(|s| RecordWriter::new(s.path.clone()));
-    let session = Session { req: &req, client, observer, control, file: Arc::new(file), plan, record, writer, started: false };
+    let claimed = if resumed { expected_etag(&record, plan) } else { None };
+    let session = Session { req: &req, client, observer, control, file: Arc::new(file), plan, record, writer, started: false, claimed };
     session.drive(resumed).await
 }
 
@@ -335,6 +336,9 @@ struct Session<'a> {
     record: Checkpoint,
     writer: Option<RecordWriter>,
     started: bool,
+    /// The object's ETag if the record, as loaded, had every part: what a
+    /// completed upload of it looks like, even after reconciling.
+    claimed: Option<String>,
 }
 
 impl Session<'_> {
@@ -351,29 +355,31 @@ impl Session<'_> {
                 Some(id) => (self.client.signature_for(&self.req.bucket).await?, id),
                 None => self.initiate().await?,
             };
-            let end = if resumed && self.all_parts_done() {
-                // Killed between the last part and the record's removal:
-                // completing tells whether the upload still exists.
-                End::AllSent
-            } else {
-                let mut refused = None;
-                if resumed {
-                    let target = Target { bucket: &self.req.bucket, key: &self.req.key, upload_id: &upload_id };
-                    match reconcile::reconcile(&self.client, sig, &target, self.plan, &mut self.record, &self.file).await {
-                        Ok(reconcile::Reconciled::Live { changed: true }) => {
-                            if let Some(w) = self.writer.as_mut() {
-                                w.write_now(&mut self.record).await?;
-                            }
+            let mut refused = None;
+            if resumed {
+                let target = Target { bucket: &self.req.bucket, key: &self.req.key, upload_id: &upload_id };
+                match reconcile::reconcile(&self.client, sig, &target, self.plan, &mut self.record, &self.file).await {
+                    Ok(reconcile::Reconciled::Live { changed: true }) => {
+                        // A record that had every part, which the server no longer
+                        // lists: killed after completing, before removing the record?
+                        if self.claimed.is_some()
+                            && let Some(outcome) = self.already_complete(sig).await
+                        {
+                            self.forget().await;
+                            return Ok(outcome);
                         }
-                        Ok(reconcile::Reconciled::Live { changed: false }) => {}
-                        Ok(reconcile::Reconciled::Refused(e)) => refused = Some(e),
-                        Err(e) => return Err(self.keep_or_abort(sig, &upload_id, incomplete(e)).await),
+                        if let Some(w) = self.writer.as_mut() {
+                            w.write_now(&mut self.record).await?;
+                        }
                     }
+                    Ok(reconcile::Reconciled::Live { changed: false }) => {}
+                    Ok(reconcile::Reconciled::Refused(e)) => refused = Some(e),
+                    Err(e) => return Err(self.keep_or_abort(sig, &upload_id, incomplete(e)).await),
                 }
-                match refused {
-                    Some(e) => End::Fatal(e),
-                    None => self.send(sig, &upload_id).await,
-                }
+            }
+            let end = match refused {
+                Some(e) => End::Fatal(e),
+                None => self.send(sig, &upload_id).await,
             };
             resumed = false;
             let next = match end {
@@ -401,10 +407,6 @@ impl Session<'_> {
                 }
             }
         }
-    }
-
-    fn all_parts_done(&self) -> bool {
-        (1..=self.plan.part_count).all(|n| self.record.parts_meta.get(&n).is_some_and(|p| p.is_completed && p.etag.is_some()))
     }
 
     /// Negotiates the dialect, initiates the multipart upload and records it.
@@ -535,8 +537,7 @@ impl Session<'_> {
     /// Whether the object at the key already is this upload: its size, and
     /// the multipart ETag the recorded part ETags make.
     async fn already_complete(&self, sig: Signature) -> Option<Outcome> {
-        let parts = completed_parts(&self.record, self.plan.part_count).ok()?;
-        let expected = reconcile::multipart_etag(parts.iter().map(|(_, e)| e.as_str()))?;
+        let expected = self.claimed.clone().or_else(|| expected_etag(&self.record, self.plan))?;
         let head = ops::head_object_response(&self.client, sig, &self.req.bucket, &self.req.key).await.ok()??;
         let etag = head.header("etag")?.trim_matches('"').to_string();
         let size: u64 = head.header("content-length")?.parse().ok()?;
@@ -592,6 +593,12 @@ fn incomplete(e: Error) -> Error {
         ErrorKind::Service | ErrorKind::Network => Error { kind: ErrorKind::Incomplete, code: "IncompletedUpload".into(), message: e.summary(), ..e },
         _ => e,
     }
+}
+
+/// The multipart ETag the record's parts make, when it has them all.
+fn expected_etag(record: &Checkpoint, plan: Plan) -> Option<String> {
+    let parts = completed_parts(record, plan.part_count).ok()?;
+    reconcile::multipart_etag(parts.iter().map(|(_, e)| e.as_str()))
 }
 
 /// The part list for completion, checked for gaps: every part 1..=count

@@ -1,0 +1,129 @@
+'use strict';
+// Nothing lost: answers lost on the way back, uploads that vanished from
+// the server, records that disagree with the server. Each ends with the
+// object read back and no multipart upload left behind.
+
+const fs = require('node:fs');
+const h = require('./helpers');
+
+const { MB } = h;
+const PART = 5 * MB;
+
+let server;
+let client;
+let dir;
+
+beforeAll(async () => {
+  server = await h.startServer();
+  client = h.clientFor(server);
+  dir = h.tempDir();
+});
+
+afterAll(async () => {
+  await server.close();
+});
+
+beforeEach(async () => {
+  await server.clearFaults();
+  await server.resetStats();
+  await h.markUploads(server);
+});
+
+const COMPLETE = { method: 'POST', query: { uploadId: null } };
+const partNumbers = async () => (await h.partPuts(server)).map((r) => Number(/partNumber=(\d+)/.exec(r.query)[1])).sort((a, b) => a - b);
+const readRecord = (file) => JSON.parse(fs.readFileSync(`${file}.upload_record`, 'utf8'));
+const writeRecord = (file, record) => fs.writeFileSync(`${file}.upload_record`, JSON.stringify(h.sealRecord(record)));
+
+/** Leaves a record with every part sent and the upload open: complete fails. */
+async function allPartsSentNotCompleted(file, key) {
+  const c = h.clientFor(server, { max_retry_count: 0 });
+  await server.addFault({ ...COMPLETE, times: 0, action: { status: 503, code: 'ServiceUnavailable', message: 'x' } });
+  const params = { Bucket: h.BUCKET, Key: key, UploadFile: file, PartSize: PART, EnableCheckpoint: true };
+  const { err } = await h.uploadWithCallback(c, params);
+  expect(err.code).toBe('IncompletedUpload');
+  await server.clearFaults();
+  await server.resetStats();
+  return params;
+}
+
+test('the answer to CompleteMultipartUpload is lost: the retry finds the object complete and reports success', async () => {
+  const file = h.makeFile(dir, 3 * PART + 9);
+  const key = h.uniqueKey('lost-complete');
+  await server.addFault({ ...COMPLETE, action: { drop_response: true } });
+  const result = await client.uploadFile({ Bucket: h.BUCKET, Key: key, UploadFile: file, EnableCheckpoint: true });
+  expect(result.CommonMsg.Status).toBe(200);
+  expect(result.InterfaceResult.Key).toBe(key);
+  expect(result.InterfaceResult.ETag).toMatch(/^"[0-9a-f]{32}-4"$/);
+  expect(await partNumbers()).toEqual([1, 2, 3, 4]);
+  expect(fs.existsSync(`${file}.upload_record`)).toBe(false);
+  await h.expectUploaded(server, key, file);
+});
+
+test('killed after the object was completed but before the record was removed: the next call succeeds without sending parts', async () => {
+  const file = h.makeFile(dir, 2 * PART + 1);
+  const key = h.uniqueKey('complete-then-kill');
+  // The store completes the object; the client never hears of it and keeps its record.
+  const c = h.clientFor(server, { max_retry_count: 0 });
+  await server.addFault({ ...COMPLETE, action: { drop_response: true } });
+  const params = { Bucket: h.BUCKET, Key: key, UploadFile: file, EnableCheckpoint: true };
+  const first = await h.uploadWithCallback(c, params);
+  expect(first.err.code).toBe('IncompletedUpload');
+  expect(fs.existsSync(`${file}.upload_record`)).toBe(true);
+  await server.resetStats();
+
+  const result = await client.uploadFile(params);
+  expect(result.CommonMsg.Status).toBe(200);
+  expect(await partNumbers()).toEqual([]);
+  expect(fs.existsSync(`${file}.upload_record`)).toBe(false);
+  await h.expectUploaded(server, key, file);
+});
+
+test('the upload was aborted on the server behind the record: the next call starts a new upload and succeeds', async () => {
+  const file = h.makeFile(dir, 3 * PART);
+  const key = h.uniqueKey('aborted-behind');
+  const params = await allPartsSentNotCompleted(file, key);
+  const record = readRecord(file);
+  // Someone else aborts it (or the server's lifecycle rule expires it).
+  const ref = await h.referenceClientFor(server);
+  await ref.abortMultipartUpload({ Bucket: h.BUCKET, Key: key, UploadId: record.uploadId });
+  const result = await client.uploadFile(params);
+  expect(result.CommonMsg.Status).toBe(200);
+  expect(await partNumbers()).toEqual([1, 2, 3]);
+  await h.expectUploaded(server, key, file);
+});
+
+test('a partly sent upload whose id vanished starts over instead of failing forever', async () => {
+  const file = h.makeFile(dir, 3 * PART);
+  const key = h.uniqueKey('vanished-partial');
+  const c = h.clientFor(server, { max_retry_count: 0 });
+  await server.addFault({ method: 'PUT', query: { partNumber: '3' }, times: 0, action: { status: 503, code: 'ServiceUnavailable', message: 'x' } });
+  const params = { Bucket: h.BUCKET, Key: key, UploadFile: file, PartSize: PART, EnableCheckpoint: true };
+  expect((await h.uploadWithCallback(c, params)).err.code).toBe('IncompletedUpload');
+  await server.clearFaults();
+  const ref = await h.referenceClientFor(server);
+  await ref.abortMultipartUpload({ Bucket: h.BUCKET, Key: key, UploadId: readRecord(file).uploadId });
+  await server.resetStats();
+  for (let i = 0; i < 2; i += 1) {
+    // Twice: the second call must not meet a stale record either.
+    const result = await client.uploadFile(params);
+    expect(result.CommonMsg.Status).toBe(200);
+  }
+  await h.expectUploaded(server, key, file);
+});
+
+test('a record that claims a part the server lacks: that part is sent again', async () => {
+  const file = h.makeFile(dir, 3 * PART);
+  const key = h.uniqueKey('claims-missing');
+  const c = h.clientFor(server, { max_retry_count: 0 });
+  await server.addFault({ method: 'PUT', query: { partNumber: '2' }, times: 0, action: { status: 503, code: 'ServiceUnavailable', message: 'x' } });
+  const params = { Bucket: h.BUCKET, Key: key, UploadFile: file, PartSize: PART, EnableCheckpoint: true };
+  expect((await h.uploadWithCallback(c, params)).err.code).toBe('IncompletedUpload');
+  await server.clearFaults();
+  const record = readRecord(file);
+  record.partsMeta['2'] = { offset: PART, partSize: PART, etag: `"${'0'.repeat(32)}"`, isCompleted: true };
+  writeRecord(file, record);
+  await server.resetStats();
+  await client.uploadFile(params);
+  expect(await partNumbers()).toEqual([2]);
+  await h.expectUploaded(server, key, file);
+});
