@@ -1,8 +1,16 @@
 'use strict';
 // Starts and steers the obs-testkit server (testkit/ in this repository) for tests:
 // spawns the release binary on a fresh temp root, reads its readiness line, and
-// wraps its control API (faults, stats, stop/start of the S3 port, open uploads).
+// wraps its control API (faults, stats, stop/start of the S3 port, open uploads,
+// credentials).
 // CommonJS, Node 20, no dependencies.
+//
+// Mode 'obs' speaks Huawei OBS's protocol (negotiation, OBS signatures, x-obs-*
+// headers) as well as AWS V2/V4. Its virtual-hosted buckets (`bucket.<domain>`) need
+// no DNS: every connection goes to 127.0.0.1:port, either through an agent from
+// `server.localAgent()` (for the reference SDK's `http_agent`) or by using the
+// server itself as the HTTP proxy (`proxy: server.endpoint`); the S3 port takes
+// absolute-form request targets like a proxy would.
 
 const { spawn } = require('node:child_process');
 const fs = require('node:fs');
@@ -39,6 +47,18 @@ function ensureBuilt() {
     );
   }
   return found;
+}
+
+/** An http.Agent that connects to 127.0.0.1:port for every host name. */
+class LocalAgent extends http.Agent {
+  constructor(port, options) {
+    super(options);
+    this.localPort = port;
+  }
+
+  createConnection(options, callback) {
+    return super.createConnection({ ...options, host: '127.0.0.1', port: this.localPort }, callback);
+  }
 }
 
 /** One JSON request to the control port. Resolves to the parsed answer; rejects on non-2xx. */
@@ -124,20 +144,32 @@ function readReadyLine(child, stderrTail) {
 }
 
 /**
- * Starts a server. Options: mode ('s3' | 'sink'), buckets, accessKey, secretKey,
- * domain (string or array, for virtual-hosted-style addressing), root (a folder to
- * serve; by default a fresh temp folder, removed again by close()).
+ * Starts a server. Options: mode ('s3' | 'obs' | 'sink'), buckets, accessKey,
+ * secretKey, securityToken (the keys are then temporary credentials: signed requests
+ * must carry this token), domain (string or array, for virtual-hosted-style
+ * addressing; mode 'obs' wants one, e.g. 'obs.test'), root (a folder to serve; by
+ * default a fresh temp folder, removed again by close()).
  */
-async function startServer({ mode = 's3', buckets = ['test-bucket'], accessKey, secretKey, domain, root } = {}) {
+async function startServer({
+  mode = 's3',
+  buckets = ['test-bucket'],
+  accessKey,
+  secretKey,
+  securityToken,
+  domain,
+  root,
+} = {}) {
   const bin = ensureBuilt();
   const ak = accessKey || DEFAULT_ACCESS_KEY;
   const sk = secretKey || DEFAULT_SECRET_KEY;
   const ownsRoot = !root;
   const serverRoot = root || (await fsp.mkdtemp(path.join(os.tmpdir(), 'obs-testkit-')));
+  const domains = [].concat(domain || []);
 
   const args = ['--root', serverRoot, '--mode', mode, '--access-key', ak, '--secret-key', sk];
+  if (securityToken) args.push('--security-token', securityToken);
   for (const bucket of buckets || []) args.push('--bucket', bucket);
-  for (const d of [].concat(domain || [])) args.push('--domain', d);
+  for (const d of domains) args.push('--domain', d);
 
   // stdin is a pipe we never write to: the server exits when it reaches EOF, so it
   // dies with this process even if close() is never called.
@@ -176,14 +208,34 @@ async function startServer({ mode = 's3', buckets = ['test-bucket'], accessKey, 
     root: serverRoot,
     accessKey: ak,
     secretKey: sk,
+    securityToken: securityToken || undefined,
     mode,
     buckets: [...(buckets || [])],
+    domains,
+    /**
+     * Replaces the credentials the server accepts (OBS, V2 and V4 alike) from the next
+     * request on; without securityToken none is required. Updates accessKey,
+     * secretKey and securityToken above.
+     */
+    setCredentials: async ({ accessKey: newAk, secretKey: newSk, securityToken: newToken } = {}) => {
+      const body = { access_key: newAk, secret_key: newSk };
+      if (newToken) body.security_token = newToken;
+      await call('POST', '/credentials', body);
+      server.accessKey = newAk;
+      server.secretKey = newSk;
+      server.securityToken = newToken || undefined;
+    },
+    /**
+     * An http.Agent whose every connection goes to this server, whatever host the
+     * request names (e.g. `bucket.obs.test`): for the reference SDK's `http_agent`.
+     */
+    localAgent: (options = {}) => new LocalAgent(port, { keepAlive: true, ...options }),
     /** Adds a fault rule; resolves to its id. */
     addFault: async (spec) => (await call('POST', '/faults', spec)).id,
     clearFaults: () => call('DELETE', '/faults'),
     /** The rules, each with `matched` and `fired` counts. */
     faults: async () => (await call('GET', '/faults')).faults,
-    /** `{requests: [{method, path, query, status, body_bytes, fault}], body_bytes}` */
+    /** `{requests: [{method, path, query, host, auth, status, body_bytes, fault}], body_bytes}`; auth is obs, v2, v4 or none. */
     stats: () => call('GET', '/stats'),
     resetStats: () => call('POST', '/stats/reset'),
     /** Closes the S3 port and all its connections (the port is free when this resolves). */

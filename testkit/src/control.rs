@@ -9,6 +9,7 @@
 //! | `POST /stop` / `POST /start` | close / reopen the S3 port |
 //! | `GET /serving` | `{"serving":bool}` |
 //! | `GET /uploads` | `{"uploads":[id,...],"orphan_parts":[id,...]}`: multipart uploads still open, and ids whose part files outlived their upload |
+//! | `POST /credentials` `{"access_key","secret_key","security_token"?}` | replaces the accepted keys (OBS, V2 and V4 checks alike) from the next request on; without `security_token`, none is required |
 //!
 //! Answers are JSON; a bad request gets 400 `{"error":"..."}`, never a crash.
 
@@ -25,6 +26,7 @@ use tokio::net::TcpListener;
 
 use crate::faults::FaultSpec;
 use crate::front::Front;
+use crate::keys::Keys;
 use crate::s3_port::S3Port;
 
 /// Fault rules are small; anything bigger is a mistake.
@@ -55,6 +57,7 @@ impl Control {
         let answer = match (&route.0, route.1.as_str()) {
             (&Method::GET, "/health") => ok(r#"{"ok":true}"#.to_owned()),
             (&Method::POST, "/faults") => self.add_fault(request).await,
+            (&Method::POST, "/credentials") => self.set_credentials(request).await,
             (&Method::GET, "/faults") => json(self.front.faults().to_json()),
             (&Method::DELETE, "/faults") => {
                 self.front.faults().clear();
@@ -90,14 +93,9 @@ impl Control {
     }
 
     async fn add_fault(&self, request: Request<Incoming>) -> Response<String> {
-        let body = match Limited::new(request.into_body(), MAX_CONTROL_BODY)
-            .collect()
-            .await
-        {
-            Ok(collected) => collected.to_bytes(),
-            Err(err) => {
-                return failure(StatusCode::BAD_REQUEST, &format!("cannot read body: {err}"));
-            }
+        let body = match read_body(request).await {
+            Ok(body) => body,
+            Err(answer) => return answer,
         };
         let spec: FaultSpec = match serde_json::from_slice(&body) {
             Ok(spec) => spec,
@@ -110,6 +108,40 @@ impl Control {
                 &format!("bad fault rule: {message}"),
             ),
         }
+    }
+
+    async fn set_credentials(&self, request: Request<Incoming>) -> Response<String> {
+        let body = match read_body(request).await {
+            Ok(body) => body,
+            Err(answer) => return answer,
+        };
+        let keys: Keys = match serde_json::from_slice(&body) {
+            Ok(keys) => keys,
+            Err(err) => {
+                return failure(StatusCode::BAD_REQUEST, &format!("bad credentials: {err}"));
+            }
+        };
+        if let Err(message) = keys.validate() {
+            return failure(
+                StatusCode::BAD_REQUEST,
+                &format!("bad credentials: {message}"),
+            );
+        }
+        self.front.keys().set(keys);
+        ok(r#"{"ok":true}"#.to_owned())
+    }
+}
+
+async fn read_body(request: Request<Incoming>) -> Result<hyper::body::Bytes, Response<String>> {
+    match Limited::new(request.into_body(), MAX_CONTROL_BODY)
+        .collect()
+        .await
+    {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) => Err(failure(
+            StatusCode::BAD_REQUEST,
+            &format!("cannot read body: {err}"),
+        )),
     }
 }
 

@@ -1,28 +1,42 @@
-//! The front: the hyper service every S3 request goes through, in both modes. It
-//! logs the request, counts its body, stamps the request-id headers, and applies the
-//! fault rule that fires on it (error answer, connection reset, delay, hang, dropped
-//! response) before or instead of passing it to the backend.
+//! The front: the hyper service every S3 request goes through, in every mode. It
+//! turns an absolute-form request target (a client whose HTTP proxy is this server)
+//! into the origin form, logs the request, counts its body, stamps the request-id
+//! headers, and applies the fault rule that fires on it (error answer, connection
+//! reset, delay, hang, dropped response) before or instead of passing it on.
+//!
+//! Passing on (`dispatch`) is where the protocols differ:
+//! - mode obs speaks OBS's protocol itself (see [`crate::obs`]): protocol
+//!   negotiation, OBS signatures, `x-obs-*` headers both ways;
+//! - a security token, when the keys in force have one, is checked on AWS-signed
+//!   requests here (s3s does not check tokens);
+//! - ListParts answers are completed with ETags and paged (see [`crate::list_parts`]).
 
 use std::sync::Arc;
 
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 
 use crate::backend::{Backend, BoxError};
 use crate::faults::{FaultBook, Outcome};
+use crate::keys::{FrontVerified, KeyRing, TokenProblem};
+use crate::list_parts;
+use crate::obs::{self, Dialect, ObsProtocol, Rejection, Verdict};
 use crate::request_ids::{RequestIdSource, RequestIds};
-use crate::request_target::decode_path;
+use crate::request_target::{decode_path, query_pairs, query_value, to_origin_form};
 use crate::s3_port::ConnectionFate;
 use crate::s3_xml;
-use crate::stats::{CountedBody, RequestLog, RequestRecord};
+use crate::stats::{CountedBody, RequestLog, RequestRecord, Target};
 
 pub struct Front {
     backend: Backend,
     faults: FaultBook,
     log: RequestLog,
     ids: RequestIdSource,
+    keys: Arc<KeyRing>,
+    /// Mode obs: the OBS protocol in front of the store.
+    obs: Option<ObsProtocol>,
 }
 
 /// Why the front gave hyper an error instead of a response: hyper then closes the
@@ -39,12 +53,14 @@ impl std::fmt::Display for ConnectionCut {
 impl std::error::Error for ConnectionCut {}
 
 impl Front {
-    pub fn new(backend: Backend) -> Self {
+    pub fn new(backend: Backend, keys: Arc<KeyRing>, obs: Option<ObsProtocol>) -> Self {
         Self {
             backend,
             faults: FaultBook::default(),
             log: RequestLog::default(),
             ids: RequestIdSource::new(),
+            keys,
+            obs,
         }
     }
 
@@ -60,29 +76,73 @@ impl Front {
         &self.log
     }
 
+    /// The credentials every signature check uses; `POST /credentials` replaces them.
+    pub fn keys(&self) -> &KeyRing {
+        &self.keys
+    }
+
     pub async fn handle(
         self: Arc<Self>,
         request: Request<Incoming>,
         connection: Arc<ConnectionFate>,
     ) -> Result<Response<s3s::Body>, BoxError> {
+        // Both forms are one request from here on: faults, the log and the store all
+        // see the origin-form path and query, and the Host the client addressed.
+        let request = to_origin_form(request);
+        let dialect = self.dialect_of(&request);
+        let mut response = self.handle_in(request, connection, dialect).await?;
+        if dialect == Dialect::Obs {
+            // Every answer to an OBS request, injected faults included, speaks OBS.
+            obs::headers_to_obs(response.headers_mut());
+        }
+        Ok(response)
+    }
+
+    fn dialect_of<B>(&self, request: &Request<B>) -> Dialect {
+        match &self.obs {
+            Some(_)
+                if !obs::is_aws_signed(request.headers(), request.uri().query().unwrap_or("")) =>
+            {
+                Dialect::Obs
+            }
+            _ => Dialect::S3,
+        }
+    }
+
+    async fn handle_in(
+        &self,
+        request: Request<Incoming>,
+        connection: Arc<ConnectionFate>,
+        dialect: Dialect,
+    ) -> Result<Response<s3s::Body>, BoxError> {
         let method = request.method().as_str();
         let path = decode_path(request.uri().path());
         let raw_query = request.uri().query().unwrap_or("");
         let picked = self.faults.pick(method, &path, raw_query);
-        let record = self
-            .log
-            .begin(method, &path, raw_query, picked.as_ref().map(|(id, _)| *id));
+        let host = request
+            .headers()
+            .get(HOST)
+            .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned())
+            .unwrap_or_default();
+        let target = Target {
+            method,
+            path: &path,
+            query: raw_query,
+            host: &host,
+            auth: obs::signed_with(request.headers(), raw_query),
+        };
+        let record = self.log.begin(&target, picked.as_ref().map(|(id, _)| *id));
         let ids = self.ids.next_ids();
         let request = request.map(|body| CountedBody::new(body, record.clone()));
 
         let Some((_, action)) = picked else {
-            return self.forward(request, &record, &ids).await;
+            return self.forward(request, &record, &ids, dialect).await;
         };
         if let Some(delay) = action.delay {
             tokio::time::sleep(delay).await;
         }
         match action.outcome {
-            Outcome::Pass => self.forward(request, &record, &ids).await,
+            Outcome::Pass => self.forward(request, &record, &ids, dialect).await,
             Outcome::Error {
                 status,
                 code,
@@ -120,7 +180,7 @@ impl Front {
                 Err(Box::new(ConnectionCut("hang ended")))
             }
             Outcome::DropResponse => {
-                let response = self.backend.serve(request).await?;
+                let response = self.dispatch(request, &ids, dialect).await?;
                 // Run the response to its end so the store finishes whatever it streams
                 // (CompleteMultipartUpload answers through a keep-alive body), then cut.
                 let mut body = response.into_body();
@@ -135,12 +195,161 @@ impl Front {
         request: Request<CountedBody>,
         record: &RequestRecord,
         ids: &RequestIds,
+        dialect: Dialect,
     ) -> Result<Response<s3s::Body>, BoxError> {
-        let mut response = self.backend.serve(request).await?;
+        let mut response = self.dispatch(request, ids, dialect).await?;
         ids.stamp(response.headers_mut());
         record.set_status(response.status().as_u16());
         Ok(response)
     }
+
+    /// Passes a request on to the backend in the protocol it speaks, or answers it here.
+    async fn dispatch(
+        &self,
+        request: Request<CountedBody>,
+        ids: &RequestIds,
+        dialect: Dialect,
+    ) -> Result<Response<s3s::Body>, BoxError> {
+        let method = request.method().clone();
+        let raw_query = request.uri().query().unwrap_or("").to_owned();
+
+        if let Some(obs) = &self.obs
+            && ObsProtocol::is_api_version(&method, &raw_query)
+        {
+            return Ok(self.api_version(obs, &request, ids));
+        }
+
+        let response = match (&self.obs, dialect) {
+            (Some(obs), Dialect::Obs) => {
+                let (mut parts, body) = request.into_parts();
+                let verdict = obs.verify(
+                    &parts.method,
+                    parts.uri.path(),
+                    &raw_query,
+                    &parts.headers,
+                    &self.keys,
+                );
+                match verdict {
+                    Err(rejection) => {
+                        drain(body).await;
+                        return Ok(rejection_response(&rejection, ids));
+                    }
+                    Ok(verdict) => {
+                        obs::headers_to_s3(&mut parts.headers);
+                        if verdict == Verdict::Verified {
+                            parts.extensions.insert(FrontVerified);
+                        }
+                        self.backend.serve(Request::from_parts(parts, body)).await?
+                    }
+                }
+            }
+            _ => {
+                if obs::is_aws_signed(request.headers(), &raw_query)
+                    && let Err(problem) = self.keys.check_token(aws_token(&request).as_deref())
+                {
+                    drain(request.into_body()).await;
+                    return Ok(rejection_response(&self.aws_token_rejection(problem), ids));
+                }
+                self.backend.serve(request).await?
+            }
+        };
+
+        match (
+            &self.backend,
+            list_parts::list_parts_page(&method, &raw_query),
+        ) {
+            (Backend::Store(store), Some(page)) => {
+                list_parts::rewrite(response, store.root(), page).await
+            }
+            _ => Ok(response),
+        }
+    }
+
+    /// `HEAD /?apiversion`: OBS's protocol negotiation, answered without a signature.
+    fn api_version<B>(
+        &self,
+        obs: &ObsProtocol,
+        request: &Request<B>,
+        ids: &RequestIds,
+    ) -> Response<s3s::Body> {
+        let known = match obs.bucket_of(request.headers(), request.uri().path()) {
+            None => true,
+            Some(bucket) => match &self.backend {
+                Backend::Store(store) => store.bucket_exists(&bucket),
+                Backend::Sink(_) => true,
+            },
+        };
+        if !known {
+            return error_response(
+                StatusCode::NOT_FOUND,
+                "NoSuchBucket",
+                "The specified bucket does not exist",
+                ids,
+            );
+        }
+        let mut response = Response::new(s3s::Body::empty());
+        let headers = response.headers_mut();
+        headers.insert("x-obs-api", HeaderValue::from_static(obs::API_VERSION));
+        headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+        response
+    }
+
+    /// A missing or wrong security token on an AWS-signed request: in mode obs what
+    /// OBS answers, otherwise what S3 answers.
+    fn aws_token_rejection(&self, problem: TokenProblem) -> Rejection {
+        let why = match problem {
+            TokenProblem::Missing => " (none was sent)",
+            TokenProblem::Wrong => "",
+        };
+        if self.obs.is_some() {
+            Rejection {
+                status: StatusCode::FORBIDDEN,
+                code: "InvalidAccessKeyId",
+                message: format!("The security token is invalid{why}."),
+                details: Vec::new(),
+            }
+        } else {
+            Rejection {
+                status: StatusCode::BAD_REQUEST,
+                code: "InvalidToken",
+                message: format!("The provided token is malformed or otherwise invalid{why}."),
+                details: Vec::new(),
+            }
+        }
+    }
+}
+
+/// The security token of an AWS-signed request: header, or presigned query.
+fn aws_token<B>(request: &Request<B>) -> Option<String> {
+    if let Some(value) = request.headers().get("x-amz-security-token") {
+        return Some(String::from_utf8_lossy(value.as_bytes()).into_owned());
+    }
+    let pairs = query_pairs(request.uri().query().unwrap_or(""));
+    query_value(&pairs, "X-Amz-Security-Token")
+        .or_else(|| query_value(&pairs, "x-amz-security-token"))
+        .map(str::to_owned)
+}
+
+/// Reads a refused request's body to its end, so that the client, still sending,
+/// gets the answer rather than a broken pipe.
+async fn drain(mut body: CountedBody) {
+    while let Some(Ok(_)) = body.frame().await {}
+}
+
+fn rejection_response(rejection: &Rejection, ids: &RequestIds) -> Response<s3s::Body> {
+    let details: Vec<(&str, &str)> = rejection
+        .details
+        .iter()
+        .map(|(name, value)| (*name, value.as_str()))
+        .collect();
+    let document = s3_xml::error_with_details(
+        rejection.code,
+        &rejection.message,
+        &details,
+        &ids.request_id,
+        &ids.host_id,
+    );
+    xml_response(rejection.status, document, ids)
 }
 
 fn error_response(
@@ -150,6 +359,10 @@ fn error_response(
     ids: &RequestIds,
 ) -> Response<s3s::Body> {
     let document = s3_xml::error(code, message, &ids.request_id, &ids.host_id);
+    xml_response(status, document, ids)
+}
+
+fn xml_response(status: StatusCode, document: String, ids: &RequestIds) -> Response<s3s::Body> {
     let mut response = Response::new(s3s::Body::from(document));
     *response.status_mut() = status;
     response

@@ -4,13 +4,24 @@
 //!
 //! ```text
 //! obs-testkit --root <dir> [--port 0] [--control-port 0] [--access-key AK --secret-key SK]
-//!             [--bucket NAME]... [--mode s3|sink] [--domain D]...
+//!             [--security-token TOKEN] [--bucket NAME]... [--mode s3|obs|sink] [--domain D]...
 //! ```
+//!
+//! Modes: `s3`, s3s-fs as it is (AWS V2/V4); `obs`, the same store behind a front
+//! that also speaks Huawei OBS's protocol (negotiation, OBS signatures, `x-obs-*`
+//! headers; see `obs.rs`); `sink`, no store, for benchmarks. `--domain D` makes
+//! `bucket.D[:port]` a virtual-hosted bucket; the S3 port also takes absolute-form
+//! targets, so a client can reach such a host by using the server as its HTTP proxy.
+//! `--security-token` makes the keys temporary credentials: signed requests must
+//! carry that token.
 
 mod backend;
 mod control;
 mod faults;
 mod front;
+mod keys;
+mod list_parts;
+mod obs;
 mod request_ids;
 mod request_target;
 mod s3_port;
@@ -27,12 +38,17 @@ use tokio::net::TcpListener;
 
 use crate::backend::Backend;
 use crate::front::Front;
+use crate::keys::{KeyRing, Keys};
+use crate::obs::ObsProtocol;
 use crate::s3_port::S3Port;
+use crate::store::BucketDomains;
 
-/// What the server fronts: a real store, or a sink that only discards bodies.
+/// What the server fronts: a real store (speaking S3, or OBS and S3), or a sink
+/// that only discards bodies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     S3,
+    Obs,
     Sink,
 }
 
@@ -43,13 +59,15 @@ struct Options {
     control_port: u16,
     access_key: Option<String>,
     secret_key: Option<String>,
+    security_token: Option<String>,
     buckets: Vec<String>,
     mode: Mode,
     domains: Vec<String>,
 }
 
 const USAGE: &str = "usage: obs-testkit --root <dir> [--port 0] [--control-port 0] \
-[--access-key AK --secret-key SK] [--bucket NAME]... [--mode s3|sink] [--domain D]...";
+[--access-key AK --secret-key SK] [--security-token TOKEN] [--bucket NAME]... \
+[--mode s3|obs|sink] [--domain D]...";
 
 impl Options {
     fn parse(args: impl IntoIterator<Item = String>) -> Result<Self, String> {
@@ -59,6 +77,7 @@ impl Options {
             control_port: 0,
             access_key: None,
             secret_key: None,
+            security_token: None,
             buckets: Vec::new(),
             mode: Mode::S3,
             domains: Vec::new(),
@@ -87,13 +106,17 @@ impl Options {
                 "--control-port" => options.control_port = parse_port(&flag, &value)?,
                 "--access-key" => options.access_key = Some(value),
                 "--secret-key" => options.secret_key = Some(value),
+                "--security-token" => options.security_token = Some(value),
                 "--bucket" => options.buckets.push(value),
                 "--domain" => options.domains.push(value),
                 "--mode" => {
                     options.mode = match value.as_str() {
                         "s3" => Mode::S3,
+                        "obs" => Mode::Obs,
                         "sink" => Mode::Sink,
-                        other => return Err(format!("--mode must be s3 or sink, not {other:?}")),
+                        other => {
+                            return Err(format!("--mode must be s3, obs or sink, not {other:?}"));
+                        }
                     }
                 }
                 other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
@@ -102,8 +125,14 @@ impl Options {
         if options.access_key.is_some() != options.secret_key.is_some() {
             return Err("--access-key and --secret-key go together".to_owned());
         }
-        if options.mode == Mode::S3 && options.root.is_none() {
-            return Err(format!("--root is required in s3 mode\n{USAGE}"));
+        if options.security_token.is_some() && options.access_key.is_none() {
+            return Err("--security-token goes with --access-key and --secret-key".to_owned());
+        }
+        if options.security_token.as_deref() == Some("") {
+            return Err("--security-token must not be empty".to_owned());
+        }
+        if options.mode != Mode::Sink && options.root.is_none() {
+            return Err(format!("--root is required in s3 and obs modes\n{USAGE}"));
         }
         for bucket in &options.buckets {
             // A bucket is a folder directly under the root: refuse anything that could escape it.
@@ -150,19 +179,38 @@ fn main() {
 }
 
 async fn run(options: Options) -> Result<(), String> {
+    let keys = options
+        .access_key
+        .clone()
+        .zip(options.secret_key.clone())
+        .map(|(access_key, secret_key)| Keys {
+            access_key,
+            secret_key,
+            security_token: options.security_token.clone(),
+        });
+    let ring = Arc::new(KeyRing::new(keys));
     let backend = match options.mode {
-        Mode::S3 => {
+        Mode::S3 | Mode::Obs => {
             let root = options
                 .root
                 .clone()
-                .ok_or("--root is required in s3 mode")?;
-            let keys = options.access_key.clone().zip(options.secret_key.clone());
-            let store = store::Store::open(&root, &options.buckets, keys, &options.domains)?;
+                .ok_or("--root is required in s3 and obs modes")?;
+            let store = store::Store::open(
+                &root,
+                &options.buckets,
+                ring.clone(),
+                options.access_key.clone(),
+                &options.domains,
+            )?;
             Backend::Store(store)
         }
         Mode::Sink => Backend::Sink(sink::Sink::new(&options.domains)),
     };
-    let front = Arc::new(Front::new(backend));
+    let obs = match options.mode {
+        Mode::Obs => Some(ObsProtocol::new(BucketDomains::new(&options.domains)?)),
+        Mode::S3 | Mode::Sink => None,
+    };
+    let front = Arc::new(Front::new(backend, ring, obs));
 
     let s3_port = S3Port::bind(options.port, front.clone()).await?;
     let control_listener = TcpListener::bind(("127.0.0.1", options.control_port))

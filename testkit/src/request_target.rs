@@ -1,6 +1,34 @@
 //! The request target (`/bucket/key?partNumber=1&uploadId=..`) decoded the way fault
 //! matching, the request log and the sink need it: the percent-decoded path, and the
 //! query as decoded `(key, value)` pairs where a bare `?uploads` has the value "".
+//!
+//! Also the absolute form (`PUT http://bucket.obs.test:1234/key?.. HTTP/1.1`), which a
+//! client sends when its HTTP proxy is this server: tests reach virtual-hosted
+//! buckets that way without any DNS. [`to_origin_form`] turns it into the origin
+//! form with that authority as Host, before anything else looks at the request.
+
+use hyper::Request;
+use hyper::header::{HOST, HeaderValue};
+use hyper::http::uri::{PathAndQuery, Uri};
+
+/// Rewrites an absolute-form request (`http://host:port/path?query`) as the
+/// origin-form request `/path?query` with `Host: host:port`: RFC 9112 3.2.2 says
+/// the authority of the target wins over any Host header the client also sent.
+pub fn to_origin_form<B>(mut request: Request<B>) -> Request<B> {
+    let Some(authority) = request.uri().authority().cloned() else {
+        return request;
+    };
+    let path_and_query = request
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+        request.headers_mut().insert(HOST, host);
+    }
+    *request.uri_mut() = Uri::from(path_and_query);
+    request
+}
 
 /// Percent-decodes one component. Invalid escapes are kept as written and invalid
 /// UTF-8 is replaced, because a malformed request must still be logged and matched,
@@ -72,6 +100,36 @@ mod tests {
         assert_eq!(decode_path("/b/100%"), "/b/100%");
         assert_eq!(decode_path("/b/%zz"), "/b/%zz");
         assert_eq!(decode_path("/b/a+b"), "/b/a+b");
+    }
+
+    #[test]
+    fn absolute_form_becomes_origin_form() {
+        let request = Request::builder()
+            .method("PUT")
+            .uri("http://bkt.obs.test:4321/a%20b?partNumber=1&uploadId=x")
+            .header(HOST, "wrong.example")
+            .body(())
+            .expect("request");
+        let request = to_origin_form(request);
+        assert_eq!(request.uri().to_string(), "/a%20b?partNumber=1&uploadId=x");
+        assert_eq!(request.headers()[HOST], "bkt.obs.test:4321");
+
+        let request = Request::builder()
+            .uri("http://bkt.obs.test")
+            .body(())
+            .expect("request");
+        let request = to_origin_form(request);
+        assert_eq!(request.uri().to_string(), "/");
+        assert_eq!(request.headers()[HOST], "bkt.obs.test");
+
+        let request = Request::builder()
+            .uri("/b/k?x")
+            .header(HOST, "127.0.0.1:1")
+            .body(())
+            .expect("request");
+        let request = to_origin_form(request);
+        assert_eq!(request.uri().to_string(), "/b/k?x");
+        assert_eq!(request.headers()[HOST], "127.0.0.1:1");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The S3 XML documents the testkit writes itself (s3s writes the store's): error
-//! bodies for injected faults, and the sink's multipart results. They are small and
+//! bodies for injected faults and for requests the OBS front refuses, and the
+//! sink's multipart results. They are small and
 //! fixed, so they are formatted by hand rather than through an XML crate.
 
 use std::borrow::Cow;
@@ -27,8 +28,24 @@ pub fn escape(text: &str) -> Cow<'_, str> {
 }
 
 pub fn error(code: &str, message: &str, request_id: &str, host_id: &str) -> String {
+    error_with_details(code, message, &[], request_id, host_id)
+}
+
+/// An error document with extra elements after the message, as OBS and S3 add to
+/// SignatureDoesNotMatch (`StringToSign`, `SignatureProvided`, ...).
+pub fn error_with_details(
+    code: &str,
+    message: &str,
+    details: &[(&str, &str)],
+    request_id: &str,
+    host_id: &str,
+) -> String {
+    let mut extra = String::new();
+    for (name, value) in details {
+        extra.push_str(&format!("<{name}>{}</{name}>", escape(value)));
+    }
     format!(
-        "{DECLARATION}<Error><Code>{}</Code><Message>{}</Message><RequestId>{}</RequestId><HostId>{}</HostId></Error>",
+        "{DECLARATION}<Error><Code>{}</Code><Message>{}</Message>{extra}<RequestId>{}</RequestId><HostId>{}</HostId></Error>",
         escape(code),
         escape(message),
         escape(request_id),
@@ -69,5 +86,10 @@ mod tests {
         assert_eq!(escape("a<b>&\"c'"), "a&lt;b&gt;&amp;&quot;c&apos;");
         assert!(matches!(escape("plain"), Cow::Borrowed(_)));
         assert!(error("SlowDown", "x & y", "R", "H").contains("<Message>x &amp; y</Message>"));
+        assert!(
+            error_with_details("C", "m", &[("StringToSign", "a\nb<")], "R", "H").contains(
+                "<Message>m</Message><StringToSign>a\nb&lt;</StringToSign><RequestId>R</RequestId>"
+            )
+        );
     }
 }

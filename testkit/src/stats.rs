@@ -1,6 +1,7 @@
 //! The request log behind `GET /stats`: one record per request the front saw, with
 //! the status the client received and the request body bytes the server actually
-//! read (counted as the body is consumed, so faulted and cut-off requests count too).
+//! read (counted as the body is consumed, so faulted and cut-off requests count too),
+//! the Host it addressed and how it was signed (`auth`: obs, v2, v4 or none).
 //!
 //! It sits on the path of every request, benchmarks included, so it stays cheap:
 //! a record is pushed under a mutex once per request, and bytes are added with a
@@ -20,6 +21,8 @@ pub struct RequestRecord {
     method: String,
     path: String,
     query: String,
+    host: String,
+    auth: &'static str,
     fault: Option<u64>,
     /// 0 until a response head is sent; stays 0 when none is (reset, hang, dropped response).
     status: AtomicU16,
@@ -36,6 +39,18 @@ impl RequestRecord {
     }
 }
 
+/// What the log records of a request as it arrives.
+pub struct Target<'a> {
+    pub method: &'a str,
+    /// Percent-decoded path.
+    pub path: &'a str,
+    /// Raw query.
+    pub query: &'a str,
+    pub host: &'a str,
+    /// obs, v2, v4 or none.
+    pub auth: &'static str,
+}
+
 #[derive(Default)]
 pub struct RequestLog {
     records: Mutex<Vec<Arc<RequestRecord>>>,
@@ -46,6 +61,8 @@ struct RecordView<'a> {
     method: &'a str,
     path: &'a str,
     query: &'a str,
+    host: &'a str,
+    auth: &'a str,
     status: Option<u16>,
     body_bytes: u64,
     fault: Option<u64>,
@@ -58,17 +75,13 @@ struct StatsView<'a> {
 }
 
 impl RequestLog {
-    pub fn begin(
-        &self,
-        method: &str,
-        path: &str,
-        query: &str,
-        fault: Option<u64>,
-    ) -> Arc<RequestRecord> {
+    pub fn begin(&self, target: &Target<'_>, fault: Option<u64>) -> Arc<RequestRecord> {
         let record = Arc::new(RequestRecord {
-            method: method.to_owned(),
-            path: path.to_owned(),
-            query: query.to_owned(),
+            method: target.method.to_owned(),
+            path: target.path.to_owned(),
+            query: target.query.to_owned(),
+            host: target.host.to_owned(),
+            auth: target.auth,
             fault,
             status: AtomicU16::new(0),
             body_bytes: AtomicU64::new(0),
@@ -93,6 +106,8 @@ impl RequestLog {
                     method: &r.method,
                     path: &r.path,
                     query: &r.query,
+                    host: &r.host,
+                    auth: r.auth,
                     status: (status != 0).then_some(status),
                     body_bytes: r.body_bytes(),
                     fault: r.fault,

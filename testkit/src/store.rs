@@ -1,19 +1,26 @@
-//! The real object store of s3 mode: an s3s-fs `FileSystem` over `--root`, behind
-//! s3s's own signature checks (`SimpleAuth`: AWS V2 and V4) and, with `--domain`,
-//! virtual-hosted-style addressing. Also answers which multipart uploads s3s-fs
-//! still holds, from the `.upload-<id>.json` files it keeps in the root.
+//! The real object store of modes s3 and obs: one s3s-fs `FileSystem` over
+//! `--root`, behind s3s's own signature checks (AWS V2 and V4, with the keys of the
+//! shared [`KeyRing`]) and, with `--domain`, virtual-hosted-style addressing. Also
+//! answers which multipart uploads s3s-fs still holds, from the `.upload-<id>.json`
+//! files it keeps in the root.
+//!
+//! Requests the OBS front verified come through the same service, without an
+//! `Authorization` and marked [`crate::keys::FrontVerified`]: there is one
+//! `FileSystem` per root, because s3s-fs names its temporary files from a counter
+//! of its own, and two instances over one root would write the same temporary file.
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use hyper::{Request, Response};
-use s3s::auth::SimpleAuth;
 use s3s::host::{S3Host, VirtualHost};
 use s3s::service::{S3Service, S3ServiceBuilder};
 use s3s_fs::FileSystem;
 
 use crate::backend::BoxError;
+use crate::keys::{KeyRing, RingAuth, StoreAccess};
 use crate::stats::CountedBody;
 
 pub struct Store {
@@ -22,10 +29,13 @@ pub struct Store {
 }
 
 impl Store {
+    /// `account`: the access key the server started with; verified requests reach
+    /// s3s-fs as this account (see [`StoreAccess`]).
     pub fn open(
         root: &Path,
         buckets: &[String],
-        keys: Option<(String, String)>,
+        ring: Arc<KeyRing>,
+        account: Option<String>,
         domains: &[String],
     ) -> Result<Self, String> {
         std::fs::create_dir_all(root)
@@ -48,9 +58,8 @@ impl Store {
         let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
 
         let mut builder = S3ServiceBuilder::new(fs);
-        if let Some((access_key, secret_key)) = keys {
-            builder.set_auth(SimpleAuth::from_single(access_key, secret_key));
-        }
+        builder.set_auth(RingAuth(ring.clone()));
+        builder.set_access(StoreAccess::new(ring, account));
         if !domains.is_empty() {
             builder.set_host(BucketDomains::new(domains)?);
         }
@@ -66,6 +75,16 @@ impl Store {
     ) -> Result<Response<s3s::Body>, BoxError> {
         let request = request.map(s3s::Body::http_body);
         self.service.call(request).await.map_err(BoxError::from)
+    }
+
+    /// The folder s3s-fs stores into (canonical).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Whether `bucket` exists: s3s-fs keeps a bucket as a folder directly under its root.
+    pub fn bucket_exists(&self, bucket: &str) -> bool {
+        s3s::path::check_bucket_name(bucket) && self.root.join(bucket).is_dir()
     }
 
     /// Upload ids of the multipart uploads neither completed nor aborted.
@@ -116,12 +135,13 @@ pub struct OpenUploads {
 /// s3s's own `MultiDomain` compares the Host header, port included, with the domain
 /// and takes any other host name that looks like a domain (127.0.0.1:1234 does) as a
 /// bucket name, which breaks path-style requests to a random port.
-struct BucketDomains {
+#[derive(Debug, Clone)]
+pub struct BucketDomains {
     domains: Vec<String>,
 }
 
 impl BucketDomains {
-    fn new(domains: &[String]) -> Result<Self, String> {
+    pub fn new(domains: &[String]) -> Result<Self, String> {
         let mut cleaned = Vec::with_capacity(domains.len());
         for domain in domains {
             let domain = domain.trim().trim_matches('.').to_ascii_lowercase();
@@ -134,23 +154,28 @@ impl BucketDomains {
         }
         Ok(Self { domains: cleaned })
     }
+
+    /// The bucket a virtual-hosted Host header names, as written, with the domain it
+    /// matched; `None` for path-style hosts.
+    pub fn bucket_of<'a>(&'a self, host: &'a str) -> Option<(&'a str, &'a str)> {
+        let name = host_without_port(host);
+        self.domains.iter().find_map(|domain| {
+            strip_suffix_ignore_case(name, domain)
+                .and_then(|rest| rest.strip_suffix('.'))
+                .filter(|bucket| !bucket.is_empty())
+                .map(|bucket| (bucket, domain.as_str()))
+        })
+    }
 }
 
 impl S3Host for BucketDomains {
     fn parse_host_header<'a>(&'a self, host: &'a str) -> s3s::S3Result<VirtualHost<'a>> {
-        let name = host_without_port(host);
-        for domain in &self.domains {
-            let Some(bucket) =
-                strip_suffix_ignore_case(name, domain).and_then(|rest| rest.strip_suffix('.'))
-            else {
-                continue;
-            };
-            if !bucket.is_empty() {
-                return Ok(VirtualHost::new(domain.as_str())
-                    .with_bucket(Cow::Owned(bucket.to_ascii_lowercase())));
+        Ok(match self.bucket_of(host) {
+            Some((bucket, domain)) => {
+                VirtualHost::new(domain).with_bucket(Cow::Owned(bucket.to_ascii_lowercase()))
             }
-        }
-        Ok(VirtualHost::new(host))
+            None => VirtualHost::new(host),
+        })
     }
 }
 
@@ -189,5 +214,9 @@ mod tests {
         assert_eq!(parse("obs.local:4321"), None);
         assert_eq!(parse("127.0.0.1:4321"), None);
         assert_eq!(parse("xobs.local"), None);
+        assert_eq!(
+            hosts.bucket_of("My-Bucket.OBS.local:80"),
+            Some(("My-Bucket", "obs.local"))
+        );
     }
 }
