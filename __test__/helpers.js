@@ -54,6 +54,7 @@ async function referenceClientFor(server, extra = {}) {
   const c = new ReferenceClient({
     access_key_id: server.accessKey,
     secret_access_key: server.secretKey,
+    security_token: server.securityToken,
     server: server.endpoint,
     ...extra,
   });
