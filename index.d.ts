@@ -56,6 +56,8 @@ interface UploadFileParams {
   Expires?: number;
   ProgressCallback?: (transferredBytes: number, totalBytes: number, seconds: number) => void;
   ResumeCallback?: (handle: ResumeHandle) => void;
+  /** Cancels like ResumeCallback's cancel() (record and upload kept); rejects with an AbortError. obs-native only. */
+  AbortSignal?: AbortSignal;
 }
 
 interface CommonMsg {

@@ -28,6 +28,20 @@ class ObsError extends Error {
 
 const invalid = (message) => new ObsError({ code: 'InvalidArgument', message });
 
+const CANCELLED = 'Upload suspened';
+
+/**
+ * An upload stopped by its AbortSignal: cancelled as by ResumeCallback's
+ * cancel() (record and multipart upload kept for the next call), named
+ * AbortError as Node names aborted operations.
+ */
+function abortError(signal, info = {}) {
+  const e = new ObsError({ ...info, code: CANCELLED, message: 'The process of uploadFile is suspened, you can try again' });
+  e.name = 'AbortError';
+  e.cause = signal.reason;
+  return e;
+}
+
 const isFunction = (f) => typeof f === 'function';
 const present = (v) => v !== undefined && v !== null;
 const str = (v) => (present(v) ? String(v) : undefined);
@@ -89,6 +103,9 @@ function toNativeParams(param) {
   taskNum = Math.min(taskNum, MAX_TASK_NUM);
   for (const name of ['ProgressCallback', 'ResumeCallback']) {
     if (present(p[name]) && !isFunction(p[name])) throw invalid(`${name} must be a function`);
+  }
+  if (present(p.AbortSignal) && !(p.AbortSignal instanceof AbortSignal)) {
+    throw invalid('AbortSignal must be an AbortSignal');
   }
   if (present(p.Metadata) && (typeof p.Metadata !== 'object' || Array.isArray(p.Metadata))) {
     throw invalid('Metadata must be an object');
@@ -233,9 +250,15 @@ class ObsClient {
     } catch (e) {
       return Promise.reject(e);
     }
+    const signal = param.AbortSignal;
+    if (signal && signal.aborted) {
+      return Promise.reject(abortError(signal));
+    }
     const control = new UploadControl();
     const onProgress = isFunction(param.ProgressCallback) ? guarded('ProgressCallback', param.ProgressCallback) : undefined;
     const onResume = isFunction(param.ResumeCallback) ? guarded('ResumeCallback', param.ResumeCallback) : undefined;
+    const onAbort = () => control.cancel();
+    if (signal) signal.addEventListener('abort', onAbort, { once: true });
     return new Promise((resolve, reject) => {
       this._native.uploadFile(params, control, (event) => {
         switch (event.type) {
@@ -246,7 +269,9 @@ class ObsClient {
             if (onResume) onResume({ cancel: () => control.cancel(), abort: () => control.abort() });
             break;
           case 'end':
+            if (signal) signal.removeEventListener('abort', onAbort);
             if (event.ok) resolve(toResult(event));
+            else if (signal && signal.aborted && event.error.code === CANCELLED) reject(abortError(signal, event.error));
             else reject(new ObsError(event.error));
             break;
           default:

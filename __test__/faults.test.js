@@ -168,3 +168,46 @@ test('the server stopped mid-upload: IncompletedUpload, then the same call finis
   await c.uploadFile(p);
   await h.expectUploaded(server, p.Key, file);
 });
+
+describe('faults on abort', () => {
+  async function abortedUpload(c, file, extra = {}) {
+    await server.addFault(onPart(2, { delay_ms: 500 }));
+    let handle;
+    return h.uploadWithCallback(c, {
+      ...params(file, { EnableCheckpoint: true, TaskNum: 1 }),
+      ...extra,
+      ResumeCallback: (hd) => {
+        handle = hd;
+      },
+      ProgressCallback: (t) => {
+        if (t >= PART) handle.abort();
+      },
+    });
+  }
+
+  test('an abort that fails once is retried: upload aborted, record removed', async () => {
+    const file = h.makeFile(dir, 3 * PART);
+    await server.addFault({ method: 'DELETE', action: { status: 503, code: 'ServiceUnavailable', message: 'x' } });
+    const { err } = await abortedUpload(client, file);
+    expect(String(err)).toBe('Upload isAbort:The process of uploadFile is isAbort');
+    expect(fs.existsSync(`${file}.upload_record`)).toBe(false);
+    expect(await h.newUploads(server)).toEqual([]);
+    const deletes = (await server.stats()).requests.filter((r) => r.method === 'DELETE').map((r) => r.status);
+    expect(deletes).toEqual([503, 204]);
+  });
+
+  test('an abort that keeps failing keeps the record, so the upload is not lost track of', async () => {
+    const file = h.makeFile(dir, 3 * PART);
+    const c = h.clientFor(server, { max_retry_count: 1 });
+    await server.addFault({ method: 'DELETE', times: 0, action: { status: 503, code: 'ServiceUnavailable', message: 'down' } });
+    const { err } = await abortedUpload(c, file);
+    expect(err.code).toBe('Upload isAbort');
+    expect(err.message).toMatch(/could not be aborted \(Status:503,Code:ServiceUnavailable,Message:down\), the record is kept/);
+    const record = JSON.parse(fs.readFileSync(`${file}.upload_record`, 'utf8'));
+    expect(await h.newUploads(server)).toEqual([record.uploadId]);
+    // The same call with the server healthy finishes the upload.
+    await server.clearFaults();
+    await c.uploadFile({ Bucket: h.BUCKET, Key: record.objectKey, UploadFile: file, EnableCheckpoint: true, TaskNum: 1 });
+    await h.expectUploaded(server, record.objectKey, file);
+  });
+});

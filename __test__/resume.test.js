@@ -234,3 +234,46 @@ test('the record holds no credentials and is private to its owner', async () => 
   const ref = await h.referenceClientFor(server);
   await ref.abortMultipartUpload({ Bucket: h.BUCKET, Key: JSON.parse(text).objectKey, UploadId: uploadId });
 });
+
+describe('AbortSignal', () => {
+  test('aborting the signal cancels: record and upload kept, AbortError; the next call resumes', async () => {
+    const file = h.makeFile(dir, 4 * PART);
+    const key = h.uniqueKey('signal');
+    const params = { Bucket: h.BUCKET, Key: key, UploadFile: file, TaskNum: 1, EnableCheckpoint: true };
+    await slowPartsFrom(2, 4, 300);
+    const controller = new AbortController();
+    const reason = new Error('user closed the page');
+    const err = await client
+      .uploadFile({
+        ...params,
+        AbortSignal: controller.signal,
+        ProgressCallback: (t) => {
+          if (t >= PART) controller.abort(reason);
+        },
+      })
+      .catch((e) => e);
+    expect(err.name).toBe('AbortError');
+    expect(err.code).toBe('Upload suspened');
+    expect(err.cause).toBe(reason);
+    const record = readRecord(`${file}.upload_record`);
+    expect(await h.newUploads(server)).toEqual([record.uploadId]);
+    await server.clearFaults();
+    await client.uploadFile(params);
+    await h.expectUploaded(server, key, file);
+  });
+
+  test('an already aborted signal sends nothing', async () => {
+    const file = h.makeFile(dir, 10);
+    const signal = AbortSignal.abort();
+    const { err } = await h.uploadWithCallback(client, { Bucket: h.BUCKET, Key: 'never', UploadFile: file, EnableCheckpoint: true, AbortSignal: signal });
+    expect(err.name).toBe('AbortError');
+    expect((await server.stats()).requests).toEqual([]);
+    expect(fs.existsSync(`${file}.upload_record`)).toBe(false);
+  });
+
+  test('a signal that is not an AbortSignal is an InvalidArgument', async () => {
+    const file = h.makeFile(dir, 10);
+    const { err } = await h.uploadWithCallback(client, { Bucket: h.BUCKET, Key: 'k', UploadFile: file, AbortSignal: { aborted: false } });
+    expect(String(err)).toBe('InvalidArgument:AbortSignal must be an AbortSignal');
+  });
+});

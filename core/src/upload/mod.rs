@@ -429,7 +429,7 @@ impl Session<'_> {
         if let Some(w) = self.writer.as_mut()
             && let Err(e) = w.write_now(&mut self.record).await
         {
-            self.abort_and_forget(sig, &id).await;
+            let _ = self.abort_and_forget(sig, &id).await;
             return Err(e);
         }
         Ok((sig, id))
@@ -482,8 +482,12 @@ impl Session<'_> {
         match end {
             End::AllSent => unreachable!("completed by the caller"),
             End::Stopped(StopRequest::Abort) => {
-                self.abort_and_forget(sig, upload_id).await;
-                Next::Fail(aborted_error().with_upload_id(upload_id))
+                let mut e = aborted_error().with_upload_id(upload_id);
+                if let Some(failed) = self.abort_and_forget(sig, upload_id).await {
+                    e.message = format!("{}; the upload could not be aborted ({}), the record is kept", e.message, failed.summary());
+                    e.service = failed.service;
+                }
+                Next::Fail(e)
             }
             End::Stopped(_) => Next::Fail(self.keep_or_abort(sig, upload_id, cancelled_error()).await),
             End::PartsFailed(first) => {
@@ -497,7 +501,7 @@ impl Session<'_> {
             }
             End::Fatal(e) if e.kind == ErrorKind::Service && !e.retryable => self.refused(sig, upload_id, e).await,
             End::Fatal(e) if e.code == "WriteCheckpointFileError" => {
-                self.abort_and_forget(sig, upload_id).await;
+                let _ = self.abort_and_forget(sig, upload_id).await;
                 Next::Fail(e.with_upload_id(upload_id))
             }
             End::Fatal(e) => Next::Fail(self.keep_or_abort(sig, upload_id, incomplete(e)).await),
@@ -522,7 +526,7 @@ impl Session<'_> {
             false
         };
         if !gone {
-            self.abort_and_forget(sig, upload_id).await;
+            let _ = self.abort_and_forget(sig, upload_id).await;
             return Next::Fail(e.with_upload_id(upload_id));
         }
         match self.already_complete(sig).await {
@@ -565,17 +569,30 @@ impl Session<'_> {
                     return write;
                 }
             }
-            None => self.abort_and_forget(sig, upload_id).await,
+            None => {
+                let _ = self.abort_and_forget(sig, upload_id).await;
+            }
         }
         e.with_upload_id(upload_id)
     }
 
-    async fn abort_and_forget(&mut self, sig: Signature, upload_id: &str) {
-        // Best effort: when even the abort fails, the upload is left for the
-        // server's lifecycle rules; the error the caller gets says why.
+    /// Aborts the upload and removes the record. When the abort fails (after
+    /// its retries) the record is kept, so that the upload is not lost track
+    /// of; the failure is returned.
+    async fn abort_and_forget(&mut self, sig: Signature, upload_id: &str) -> Option<Error> {
         let target = Target { bucket: &self.req.bucket, key: &self.req.key, upload_id };
-        let _ = ops::abort_multipart_upload(&self.client, sig, &target).await;
-        self.forget().await;
+        match ops::abort_multipart_upload(&self.client, sig, &target).await {
+            Ok(()) => {
+                self.forget().await;
+                None
+            }
+            Err(e) => {
+                if let Some(w) = self.writer.as_mut() {
+                    let _ = w.flush(&mut self.record).await;
+                }
+                Some(e)
+            }
+        }
     }
 
     /// Removes the record (after any write under way).
