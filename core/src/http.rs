@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 
+use crate::buffer;
 use crate::config::{ClientConfig, SignatureMode, SslVerify};
 use crate::error::{Error, Result};
 use crate::sign::{self, SignInput, Signature, V4Input};
@@ -147,7 +148,6 @@ fn random_unit() -> f64 {
 }
 
 const NEGOTIATION_TTL: Duration = Duration::from_secs(15 * 60);
-const CHUNK: usize = 256 * 1024;
 const MAX_RESPONSE_BODY: usize = 16 * 1024 * 1024;
 
 pub struct Client {
@@ -471,21 +471,25 @@ fn file_stream(
             if pos >= end {
                 return None;
             }
-            let want = ((end - pos) as usize).min(CHUNK);
-            let read = tokio::task::spawn_blocking(move || read_exact_at(&file, pos, want)).await;
+            let want = ((end - pos) as usize).min(buffer::CHUNK);
+            let read = tokio::task::spawn_blocking(move || {
+                let mut buf = buffer::take();
+                read_exact_at(&file, &mut buf[..want], pos).map(|()| buffer::freeze(buf, want))
+            })
+            .await;
             let read = match read {
                 Ok(r) => r,
                 Err(e) => Err(std::io::Error::other(e.to_string())),
             };
             match read {
-                Ok(buf) => {
+                Ok(chunk) => {
                     activity.touch();
-                    let n = buf.len() as u64;
+                    let n = chunk.len() as u64;
                     attempt_sent.fetch_add(n, Ordering::Relaxed);
                     if let Some(t) = &total {
                         t.fetch_add(n, Ordering::Relaxed);
                     }
-                    Some((Ok(Bytes::from(buf)), (pos + n, end)))
+                    Some((Ok(chunk), (pos + n, end)))
                 }
                 Err(e) => {
                     let copy = std::io::Error::new(e.kind(), e.to_string());
@@ -497,10 +501,9 @@ fn file_stream(
     })
 }
 
-fn read_exact_at(file: &std::fs::File, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; len];
+fn read_exact_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
     let mut done = 0;
-    while done < len {
+    while done < buf.len() {
         let n = read_at(file, &mut buf[done..], offset + done as u64)?;
         if n == 0 {
             return Err(std::io::Error::new(
@@ -510,7 +513,7 @@ fn read_exact_at(file: &std::fs::File, offset: u64, len: usize) -> std::io::Resu
         }
         done += n;
     }
-    Ok(buf)
+    Ok(())
 }
 
 #[cfg(unix)]

@@ -3,6 +3,7 @@
 //! resumable upload (`upload`: plan, checkpoint, scheduler). The napi
 //! binding at the repository root only converts values to and from this.
 
+mod buffer;
 pub mod config;
 pub mod error;
 pub mod http;

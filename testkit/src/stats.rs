@@ -24,6 +24,9 @@ pub struct RequestRecord {
     host: String,
     auth: &'static str,
     fault: Option<u64>,
+    /// Arrival time, milliseconds since the Unix epoch (benchmarks measure
+    /// the time from a client's call to its first part with it).
+    at_ms: u64,
     /// 0 until a response head is sent; stays 0 when none is (reset, hang, dropped response).
     status: AtomicU16,
     body_bytes: AtomicU64,
@@ -66,6 +69,7 @@ struct RecordView<'a> {
     status: Option<u16>,
     body_bytes: u64,
     fault: Option<u64>,
+    at_ms: u64,
 }
 
 #[derive(Serialize)]
@@ -83,6 +87,9 @@ impl RequestLog {
             host: target.host.to_owned(),
             auth: target.auth,
             fault,
+            at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
             status: AtomicU16::new(0),
             body_bytes: AtomicU64::new(0),
         });
@@ -111,6 +118,7 @@ impl RequestLog {
                     status: (status != 0).then_some(status),
                     body_bytes: r.body_bytes(),
                     fault: r.fault,
+                    at_ms: r.at_ms,
                 }
             })
             .collect();

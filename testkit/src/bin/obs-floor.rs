@@ -1,0 +1,133 @@
+//! The benchmark's floor: the same bytes an upload sends, sent as plain
+//! HTTP/1.1 PUTs of each part over `--tasks` parallel keep-alive
+//! connections by the simplest loop there is (blocking threads, no signing,
+//! no SDK). What this reaches is the practical limit of the machine and the
+//! server for that part size and concurrency.
+//!
+//! `obs-floor --endpoint http://127.0.0.1:PORT --bucket B --key K --file F --part-size N --tasks T`
+//! prints `{"bytes":..,"seconds":..}`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+struct Args {
+    addr: String,
+    bucket: String,
+    key: String,
+    file: String,
+    part_size: u64,
+    tasks: usize,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut it = std::env::args().skip(1);
+    let (mut endpoint, mut bucket, mut key, mut file, mut part_size, mut tasks) = (None, None, None, None, None, None);
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or(format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--endpoint" => endpoint = Some(value),
+            "--bucket" => bucket = Some(value),
+            "--key" => key = Some(value),
+            "--file" => file = Some(value),
+            "--part-size" => part_size = Some(value.parse().map_err(|_| "bad --part-size")?),
+            "--tasks" => tasks = Some(value.parse().map_err(|_| "bad --tasks")?),
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    let endpoint = endpoint.ok_or("--endpoint is required")?;
+    Ok(Args {
+        addr: endpoint.trim_start_matches("http://").trim_end_matches('/').to_string(),
+        bucket: bucket.ok_or("--bucket is required")?,
+        key: key.ok_or("--key is required")?,
+        file: file.ok_or("--file is required")?,
+        part_size: part_size.ok_or("--part-size is required")?,
+        tasks: tasks.unwrap_or(1).max(1),
+    })
+}
+
+/// Sends one PUT with the file range as body and reads the whole answer.
+fn put(conn: &mut BufReader<TcpStream>, args: &Args, file: &std::fs::File, n: u64, offset: u64, len: u64, buf: &mut [u8]) -> std::io::Result<()> {
+    let head = format!(
+        "PUT /{}/{}?partNumber={n}&uploadId=floor HTTP/1.1\r\nHost: {}\r\nContent-Length: {len}\r\n\r\n",
+        args.bucket, args.key, args.addr
+    );
+    let stream = conn.get_mut();
+    stream.write_all(head.as_bytes())?;
+    let mut pos = offset;
+    while pos < offset + len {
+        let want = ((offset + len - pos) as usize).min(buf.len());
+        let got = file.read_at(&mut buf[..want], pos)?;
+        if got == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "file shorter than expected"));
+        }
+        stream.write_all(&buf[..got])?;
+        pos += got as u64;
+    }
+    let mut line = String::new();
+    conn.read_line(&mut line)?;
+    if !line.contains(" 200 ") {
+        return Err(std::io::Error::other(format!("answer: {}", line.trim())));
+    }
+    let mut body_len = 0usize;
+    loop {
+        line.clear();
+        conn.read_line(&mut line)?;
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            body_len = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0u8; body_len];
+    conn.read_exact(&mut body)
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(a) => Arc::new(a),
+        Err(e) => {
+            eprintln!("obs-floor: {e}");
+            std::process::exit(2);
+        }
+    };
+    let file = Arc::new(std::fs::File::open(&args.file).unwrap_or_else(|e| {
+        eprintln!("obs-floor: {}: {e}", args.file);
+        std::process::exit(2);
+    }));
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let parts = size.div_ceil(args.part_size).max(1);
+    let next = Arc::new(AtomicU64::new(1));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..args.tasks)
+        .map(|_| {
+            let (args, file, next) = (args.clone(), file.clone(), next.clone());
+            std::thread::spawn(move || -> std::io::Result<()> {
+                let stream = TcpStream::connect(&args.addr)?;
+                stream.set_nodelay(true)?;
+                let mut conn = BufReader::new(stream);
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n > parts {
+                        return Ok(());
+                    }
+                    let offset = (n - 1) * args.part_size;
+                    let len = args.part_size.min(size - offset);
+                    put(&mut conn, &args, &file, n, offset, len, &mut buf)?;
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        if let Err(e) = w.join().unwrap_or_else(|_| Err(std::io::Error::other("worker panicked"))) {
+            eprintln!("obs-floor: {e}");
+            std::process::exit(1);
+        }
+    }
+    println!("{{\"bytes\":{size},\"seconds\":{}}}", started.elapsed().as_secs_f64());
+}
