@@ -61,6 +61,38 @@ pub struct NativeUploadParams {
     pub expires: Option<f64>,
 }
 
+/// The runtime every upload runs on. Its threads run at a lower scheduling
+/// priority than the JavaScript thread, so that on a busy machine a woken
+/// event loop gets the CPU first: uploads yield, the application stays
+/// responsive.
+#[napi_derive::module_init]
+fn init_runtime() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("obs-native")
+        .on_thread_start(lower_thread_priority)
+        .build();
+    if let Ok(rt) = runtime {
+        napi::bindgen_prelude::create_custom_tokio_runtime(rt);
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn lower_thread_priority() {
+    // On Linux, PRIO_PROCESS with a thread id sets that thread's nice value.
+    // SAFETY: plain system calls on the calling thread.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, THREAD_NICE);
+    }
+}
+
+#[cfg(target_os = "linux")]
+const THREAD_NICE: libc::c_int = 5;
+
+#[cfg(not(target_os = "linux"))]
+fn lower_thread_priority() {}
+
 fn to_core_options(o: NativeClientOptions) -> ClientOptions {
     let count = |v: Option<f64>| v.filter(|n| n.is_finite() && *n >= 0.0).map(|n| n as u64);
     ClientOptions {
