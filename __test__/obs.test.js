@@ -147,3 +147,18 @@ describe('credentials', () => {
     await h.expectUploaded(server, key, file);
   });
 });
+
+// Negotiation asks the bucket; a 404 there has no body. The reference SDK
+// reports ':' (empty code and message); obs-native names it.
+test('an unknown bucket is NoSuchBucket at negotiation', async () => {
+  const file = h.makeFile(dir, 100);
+  const params = { Bucket: 'no-such-bucket', Key: 'k', UploadFile: file, EnableCheckpoint: true };
+  const ref = await referenceObsClient();
+  const theirs = await new Promise((r) => ref.uploadFile(params, r));
+  expect(theirs).toBe(':');
+  const err = await obsClient().uploadFile(params).catch((e) => e);
+  expect(err.code).toBe('NoSuchBucket');
+  expect(err.status).toBe(404);
+  expect(String(err)).toBe('NoSuchBucket:The specified bucket does not exist');
+  expect(fs.existsSync(`${file}.upload_record`)).toBe(false);
+});

@@ -240,7 +240,13 @@ impl Client {
                 };
                 let resp = self.send_with_retries(&req, None).await?;
                 if resp.status == 404 || resp.status >= 500 {
-                    return Err(error_from_response(&resp, Signature::Obs));
+                    let mut e = error_from_response(&resp, Signature::Obs);
+                    // A HEAD answer has no body: name what a 404 on the bucket means.
+                    if resp.status == 404 && e.service.as_ref().is_some_and(|s| s.code.is_empty()) {
+                        e.code = "NoSuchBucket".into();
+                        e.message = "The specified bucket does not exist".into();
+                    }
+                    return Err(e);
                 }
                 let obs = resp.is_success() && resp.header("x-obs-api").is_some_and(|v| v >= "3.0");
                 let sig = if obs { Signature::Obs } else { Signature::V2 };
