@@ -127,3 +127,37 @@ test('a record that claims a part the server lacks: that part is sent again', as
   expect(await partNumbers()).toEqual([2]);
   await h.expectUploaded(server, key, file);
 });
+
+describe('a record that missed parts the server holds (killed between the answer and the write)', () => {
+  async function recordWithoutPart2(file, key) {
+    const params = await allPartsSentNotCompleted(file, key);
+    const record = readRecord(file);
+    delete record.partsMeta['2'];
+    writeRecord(file, record);
+    return { params, record };
+  }
+
+  test('the part is adopted when its size and ETag match the local bytes', async () => {
+    const file = h.makeFile(dir, 3 * PART);
+    const key = h.uniqueKey('adopt');
+    const { params } = await recordWithoutPart2(file, key);
+    await client.uploadFile(params);
+    expect(await partNumbers()).toEqual([]);
+    await h.expectUploaded(server, key, file);
+  });
+
+  test('the part is sent again when the server holds other bytes under its number', async () => {
+    const file = h.makeFile(dir, 3 * PART);
+    const key = h.uniqueKey('adopt-mismatch');
+    const { params, record } = await recordWithoutPart2(file, key);
+    // Someone overwrote part 2 with other bytes of the same size.
+    const other = h.makeFile(dir, PART);
+    const ref = await h.referenceClientFor(server);
+    const put = await ref.uploadPart({ Bucket: h.BUCKET, Key: key, PartNumber: 2, UploadId: record.uploadId, SourceFile: other });
+    expect(put.CommonMsg.Status).toBe(200);
+    await server.resetStats();
+    await client.uploadFile(params);
+    expect(await partNumbers()).toEqual([2]);
+    await h.expectUploaded(server, key, file);
+  });
+});
