@@ -6,6 +6,17 @@
 //! request counts it (`matched`), so `skip` means "let the first N requests that match
 //! this rule pass", whatever other rules did with them; the first rule that is past
 //! its skip and not yet used up fires, and only it.
+//!
+//! Actions (the `action` object; exactly one of the outcomes, `delay_ms` may go with any):
+//!
+//! | action | effect |
+//! |---|---|
+//! | `{"status":503,"code":"SlowDown","message":"...","no_drain":false}` | answer this S3 error without asking the store (the body is read first unless `no_drain`) |
+//! | `{"reset_after_bytes":N}` | read N body bytes, then reset the connection |
+//! | `{"delay_ms":N}` | wait N ms, then pass the request on; with another outcome: wait, then do it |
+//! | `{"hang":true}` | read the body and never answer |
+//! | `{"drop_response":true}` | let the store act, then close the connection instead of answering |
+//! | `{"respond_after_ms":N}` | let the store act (to its end, even if the client goes away meanwhile), then hold its answer N ms before sending it |
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
@@ -41,8 +52,8 @@ fn one() -> u64 {
 
 /// The action object, flat as tests write it: `{"status":503,"code":"SlowDown"}`,
 /// `{"reset_after_bytes":1024}`, `{"delay_ms":200}`, `{"hang":true}`,
-/// `{"drop_response":true}`. `delay_ms` may also be combined with any other action
-/// (wait, then do it).
+/// `{"drop_response":true}`, `{"respond_after_ms":3000}`. `delay_ms` may also be
+/// combined with any other action (wait, then do it).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActionSpec {
@@ -62,6 +73,8 @@ pub struct ActionSpec {
     pub hang: bool,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub drop_response: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub respond_after_ms: Option<u64>,
 }
 
 /// What the front does to a request a rule fired on.
@@ -88,6 +101,11 @@ pub enum Outcome {
     Hang,
     /// Let the backend act, then close the connection instead of answering.
     DropResponse,
+    /// Let the backend act to its end (its whole answer read, in a task of its
+    /// own so that a client going away does not cut the store's work short), then
+    /// hold the answer this long before sending it: the request takes effect and
+    /// the client hears of it only later (or never, if it dies meanwhile).
+    RespondAfter { hold: Duration },
 }
 
 impl ActionSpec {
@@ -120,13 +138,18 @@ impl ActionSpec {
         if self.drop_response {
             outcomes.push(Outcome::DropResponse);
         }
+        if let Some(ms) = self.respond_after_ms {
+            outcomes.push(Outcome::RespondAfter {
+                hold: Duration::from_millis(ms),
+            });
+        }
         let delay = self.delay_ms.map(Duration::from_millis);
         let outcome = match outcomes.len() {
             0 if delay.is_some() => Outcome::Pass,
             1 => outcomes.remove(0),
             _ => {
                 return Err(
-                    "action needs exactly one of status, reset_after_bytes, hang, drop_response (delay_ms may go with any)"
+                    "action needs exactly one of status, reset_after_bytes, hang, drop_response, respond_after_ms (delay_ms may go with any)"
                         .to_owned(),
                 );
             }
@@ -327,5 +350,47 @@ mod tests {
                 .is_ok()
         );
         assert!(serde_json::from_str::<FaultSpec>(r#"{"action":{"reset_after":5}}"#).is_err());
+    }
+
+    #[test]
+    fn respond_after() {
+        let book = FaultBook::default();
+        let id = book
+            .add(spec(
+                r#"{"method":"POST","query":{"uploadId":null},"action":{"respond_after_ms":1500}}"#,
+            ))
+            .expect("added");
+        assert!(book.pick("POST", "/b/k", "uploads").is_none());
+        match book.pick("POST", "/b/k", "uploadId=abc") {
+            Some((picked, action)) => {
+                assert_eq!(picked, id);
+                assert!(action.delay.is_none());
+                assert!(matches!(
+                    action.outcome,
+                    Outcome::RespondAfter { hold } if hold == Duration::from_millis(1500)
+                ));
+            }
+            None => panic!("the rule should fire"),
+        }
+        assert!(
+            book.pick("POST", "/b/k", "uploadId=abc").is_none(),
+            "used up"
+        );
+        assert!(
+            book.add(spec(
+                r#"{"action":{"respond_after_ms":5,"drop_response":true}}"#
+            ))
+            .is_err()
+        );
+        assert!(
+            book.add(spec(r#"{"action":{"respond_after_ms":5,"status":500}}"#))
+                .is_err()
+        );
+        assert!(
+            book.add(spec(r#"{"action":{"respond_after_ms":0,"delay_ms":5}}"#))
+                .is_ok()
+        );
+        let listed = book.to_json().expect("json");
+        assert!(listed.contains(r#""respond_after_ms":1500"#), "{listed}");
     }
 }

@@ -2,7 +2,8 @@
 //! turns an absolute-form request target (a client whose HTTP proxy is this server)
 //! into the origin form, logs the request, counts its body, stamps the request-id
 //! headers, and applies the fault rule that fires on it (error answer, connection
-//! reset, delay, hang, dropped response) before or instead of passing it on.
+//! reset, delay, hang, dropped response, held response) before or instead of passing
+//! it on.
 //!
 //! Passing on (`dispatch`) is where the protocols differ:
 //! - mode obs speaks OBS's protocol itself (see [`crate::obs`]): protocol
@@ -12,6 +13,7 @@
 //! - ListParts answers are completed with ETags and paged (see [`crate::list_parts`]).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -110,7 +112,7 @@ impl Front {
     }
 
     async fn handle_in(
-        &self,
+        self: &Arc<Self>,
         request: Request<Incoming>,
         connection: Arc<ConnectionFate>,
         dialect: Dialect,
@@ -131,11 +133,18 @@ impl Front {
             host: &host,
             auth: obs::signed_with(request.headers(), raw_query),
         };
+        let completes = method == "POST" && query_value(&query_pairs(raw_query), "uploadId").is_some();
         let record = self.log.begin(&target, picked.as_ref().map(|(id, _)| *id));
         let ids = self.ids.next_ids();
         let request = request.map(|body| CountedBody::new(body, record.clone()));
 
         let Some((_, action)) = picked else {
+            // s3s-fs forgets the upload id first and writes the object while it
+            // answers: cut short by a client that dies, it would lose both. OBS
+            // completes whatever happens to the client; so does this front.
+            if completes {
+                return self.act_to_the_end(request, &record, &ids, dialect, Duration::ZERO).await;
+            }
             return self.forward(request, &record, &ids, dialect).await;
         };
         if let Some(delay) = action.delay {
@@ -187,7 +196,37 @@ impl Front {
                 while let Some(Ok(_)) = body.frame().await {}
                 Err(Box::new(ConnectionCut("response dropped")))
             }
+            Outcome::RespondAfter { hold } => self.act_to_the_end(request, &record, &ids, dialect, hold).await,
         }
+    }
+
+    /// Lets the store act to its end in a task of its own, then answers after
+    /// `hold`. hyper drops a request's future when its client goes away (it
+    /// watches for EOF mid-message), and a real server finishes what it
+    /// started all the same. Its whole answer is read (CompleteMultipartUpload
+    /// does its work while its keep-alive body is read), then held.
+    async fn act_to_the_end(
+        self: &Arc<Self>,
+        request: Request<CountedBody>,
+        record: &Arc<RequestRecord>,
+        ids: &RequestIds,
+        dialect: Dialect,
+        hold: Duration,
+    ) -> Result<Response<s3s::Body>, BoxError> {
+        let front = Arc::clone(self);
+        let stamped = ids.clone();
+        let acted = tokio::spawn(async move {
+            let response = front.dispatch(request, &stamped, dialect).await?;
+            let (parts, body) = response.into_parts();
+            let bytes = body.collect().await?.to_bytes();
+            Ok::<_, BoxError>((parts, bytes))
+        });
+        let (parts, bytes) = acted.await??;
+        tokio::time::sleep(hold).await;
+        let mut response = Response::from_parts(parts, s3s::Body::from(bytes));
+        ids.stamp(response.headers_mut());
+        record.set_status(response.status().as_u16());
+        Ok(response)
     }
 
     async fn forward(
