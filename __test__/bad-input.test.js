@@ -10,6 +10,7 @@ const h = require('./helpers');
 
 const { MB } = h;
 
+const ctx = h.useServer();
 let server;
 let client;
 let ref;
@@ -17,21 +18,9 @@ let dir;
 let file;
 
 beforeAll(async () => {
-  server = await h.startServer();
-  client = h.clientFor(server);
+  ({ server, client, dir } = ctx);
   ref = await h.referenceClientFor(server);
-  dir = h.tempDir();
   file = h.makeFile(dir, MB + 7);
-});
-
-afterAll(async () => {
-  await server.close();
-});
-
-beforeEach(async () => {
-  await server.clearFaults();
-  await server.resetStats();
-  await h.markUploads(server);
 });
 
 const refUpload = (params) => new Promise((resolve) => ref.uploadFile(params, (err, result) => resolve({ err, result })));

@@ -10,24 +10,13 @@ const h = require('./helpers');
 const { MB } = h;
 const PART = 5 * MB;
 
+const ctx = h.useServer();
 let server;
 let client;
 let dir;
 
-beforeAll(async () => {
-  server = await h.startServer();
-  client = h.clientFor(server);
-  dir = h.tempDir();
-});
-
-afterAll(async () => {
-  await server.close();
-});
-
-beforeEach(async () => {
-  await server.clearFaults();
-  await server.resetStats();
-  await h.markUploads(server);
+beforeAll(() => {
+  ({ server, client, dir } = ctx);
 });
 
 /** Leaves a record behind: the upload's part 2 keeps failing. */

@@ -121,12 +121,37 @@ function sealRecord(record) {
   return record;
 }
 
+/**
+ * Registers the hooks every suite needs: a server of its own (started with
+ * `options`), an obs-native client for it and a temporary folder; before
+ * each test the faults are cleared, the stats reset and the open uploads
+ * noted. Returns an object whose fields are set once the suite starts.
+ */
+function useServer(options = {}) {
+  const ctx = {};
+  beforeAll(async () => {
+    ctx.server = await startServer(options);
+    ctx.client = clientFor(ctx.server);
+    ctx.dir = tempDir();
+  });
+  afterAll(async () => {
+    await ctx.server.close();
+  });
+  beforeEach(async () => {
+    await ctx.server.clearFaults();
+    await ctx.server.resetStats();
+    await markUploads(ctx.server);
+  });
+  return ctx;
+}
+
 /** Runs uploadFile in callback form; resolves with `{err, result}`. */
 function uploadWithCallback(client, params) {
   return new Promise((resolve) => client.uploadFile(params, (err, result) => resolve({ err, result })));
 }
 
 module.exports = {
+  useServer,
   MB,
   BUCKET,
   startServer,

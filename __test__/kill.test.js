@@ -61,24 +61,18 @@ function mulberry32(seed) {
 const between = (rng, lo, hi) => lo + Math.floor(rng() * (hi - lo + 1));
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+const ctx = h.useServer();
 let server;
 let dir;
 const children = new Set();
 const killsLanded = {};
 
-beforeAll(async () => {
-  server = await h.startServer();
-  dir = h.tempDir();
+beforeAll(() => {
+  ({ server, dir } = ctx);
 });
 
-afterAll(async () => {
+afterAll(() => {
   for (const child of children) child.kill('SIGKILL');
-  if (server) await server.close();
-});
-
-beforeEach(async () => {
-  await server.clearFaults();
-  await h.markUploads(server);
 });
 
 const isPartPut = (r, key) => r.method === 'PUT' && /(^|&)partNumber=/.test(r.query) && r.path.endsWith(`/${key}`);

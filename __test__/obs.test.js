@@ -13,22 +13,12 @@ const { MB } = h;
 const PART = 5 * MB;
 const DOMAIN = 'obs.test';
 
+const ctx = h.useServer({ mode: 'obs', domain: DOMAIN });
 let server;
 let dir;
 
-beforeAll(async () => {
-  server = await h.startServer({ mode: 'obs', domain: DOMAIN });
-  dir = h.tempDir();
-});
-
-afterAll(async () => {
-  await server.close();
-});
-
-beforeEach(async () => {
-  await server.clearFaults();
-  await server.resetStats();
-  await h.markUploads(server);
+beforeAll(() => {
+  ({ server, dir } = ctx);
 });
 
 /** obs-native with the options a user of Huawei OBS writes, plus the proxy. */

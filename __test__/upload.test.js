@@ -10,23 +10,13 @@ const h = require('./helpers');
 const { MB } = h;
 const PART = 5 * MB; // s3s-fs, like S3, refuses non-last parts under 5 MiB.
 
+const ctx = h.useServer();
 let server;
 let client;
 let dir;
 
-beforeAll(async () => {
-  server = await h.startServer();
-  client = h.clientFor(server);
-  dir = h.tempDir();
-});
-
-afterAll(async () => {
-  await server.close();
-});
-
-beforeEach(async () => {
-  await server.resetStats();
-  await h.markUploads(server);
+beforeAll(() => {
+  ({ server, client, dir } = ctx);
 });
 
 async function uploadAndCheck({ size, partSize = PART, taskNum, key = h.uniqueKey(), checkpoint = true }) {
