@@ -12,16 +12,12 @@ const h = require('./helpers');
 const SAMPLE = path.join(__dirname, '..', 'examples', 'resumable-upload.js');
 const PER_REQUEST = new Set(['RequestId', 'Id2', 'Date']);
 
+const ctx = h.useServer({ buckets: ['bucketname'] });
 let server;
 let dir;
 
-beforeAll(async () => {
-  server = await h.startServer({ buckets: ['bucketname'] });
-  dir = h.tempDir();
-});
-
-afterAll(async () => {
-  await server.close();
+beforeAll(() => {
+  ({ server, dir } = ctx);
 });
 
 /**

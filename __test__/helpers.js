@@ -20,11 +20,9 @@ function uniqueKey(prefix = 'obj') {
   return `${prefix}-${process.pid}-${Date.now()}-${keyCounter}`;
 }
 
-/** A folder removed when the process ends. */
+/** A new temporary folder (useServer removes its suite's after the suite). */
 function tempDir() {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'obs-native-test-'));
-  process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
+  return fs.mkdtempSync(path.join(os.tmpdir(), 'obs-native-test-'));
 }
 
 /** Writes `size` random bytes to a new file in `dir` and returns its path. */
@@ -136,6 +134,7 @@ function useServer(options = {}) {
   });
   afterAll(async () => {
     await ctx.server.close();
+    fs.rmSync(ctx.dir, { recursive: true, force: true });
   });
   beforeEach(async () => {
     await ctx.server.clearFaults();
