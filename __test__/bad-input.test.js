@@ -299,3 +299,13 @@ test('a checkpoint folder that cannot be created is a clear error', async () => 
     fs.rmSync(blocker, { force: true });
   }
 });
+
+// URLs drop `.` and `..` segments, so such a key would be stored under
+// another name (the reference SDK sends it as is; some servers then store
+// it literally, others refuse it).
+test.each(['a/../b', './x', 'dir/./y', '..'])('a key with a dot segment (%s) is refused before anything is sent', async (key) => {
+  const { err } = await h.uploadWithCallback(client, { Bucket: h.BUCKET, Key: key, UploadFile: file });
+  expect(err.code).toBe('InvalidArgument');
+  expect(String(err)).toMatch(/path segment/);
+  await expectNothingSent();
+});

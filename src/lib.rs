@@ -83,12 +83,20 @@ fn lower_thread_priority() {
     // SAFETY: plain system calls on the calling thread.
     unsafe {
         let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, THREAD_NICE);
+        libc::setpriority(libc::PRIO_PROCESS, tid, thread_nice());
     }
 }
 
+/// The nice value of the upload threads: `OBS_NATIVE_THREAD_NICE` (0..=19),
+/// default 10 (about a tenth of the CPU of a busy normal-priority thread when
+/// they compete; all of what is free otherwise).
 #[cfg(target_os = "linux")]
-const THREAD_NICE: libc::c_int = 5;
+fn thread_nice() -> libc::c_int {
+    std::env::var("OBS_NATIVE_THREAD_NICE")
+        .ok()
+        .and_then(|v| v.trim().parse::<libc::c_int>().ok())
+        .map_or(10, |n| n.clamp(0, 19))
+}
 
 #[cfg(not(target_os = "linux"))]
 fn lower_thread_priority() {}

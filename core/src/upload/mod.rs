@@ -127,6 +127,7 @@ pub fn aborted_error() -> Error {
 
 /// Runs one `uploadFile` call to its end.
 pub async fn run(req: UploadRequest, client: Arc<Client>, observer: Arc<dyn Observer>, control: Arc<Control>) -> Result<Outcome> {
+    check_key(&req.key)?;
     let (file, file_size, last_modified) = open_source(&req.upload_file).await?;
     if let Some(cp) = &req.checkpoint
         && let Some(dir) = cp.path.parent().filter(|d| !d.as_os_str().is_empty())
@@ -146,6 +147,18 @@ pub async fn run(req: UploadRequest, client: Arc<Client>, observer: Arc<dyn Obse
     let claimed = if resumed { expected_etag(&record, plan) } else { None };
     let session = Session { req: &req, client, observer, control, file: Arc::new(file), plan, record, writer, started: false, claimed };
     session.drive(resumed).await
+}
+
+/// URLs drop `.` and `..` path segments (RFC 3986 5.2.4, also when
+/// percent-encoded), so such a key would reach the server as another key.
+/// Refused before anything is sent.
+fn check_key(key: &str) -> Result<()> {
+    if key.split('/').any(|segment| segment == "." || segment == "..") {
+        return Err(Error::invalid_argument(format!(
+            "Key '{key}' has a '.' or '..' path segment, which HTTP would turn into another key"
+        )));
+    }
+    Ok(())
 }
 
 /// Opens the file to upload: its handle, size and mtime as the record keeps it.
