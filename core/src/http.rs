@@ -4,7 +4,6 @@
 //! exponential backoff, and hands back status, headers and body.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -199,14 +198,6 @@ impl Client {
         let http = shared_http(&config)?;
         let retry = RetryPolicy { max_retries: config.max_retry_count, base: Duration::from_millis(100), cap: Duration::from_secs(5) };
         Ok(Client { config, credentials: RwLock::new(credentials), http, retry, negotiated: Default::default() })
-    }
-
-    pub fn config(&self) -> &ClientConfig {
-        &self.config
-    }
-
-    pub fn set_retry_policy(&mut self, retry: RetryPolicy) {
-        self.retry = retry;
     }
 
     /// Swaps the credentials; requests signed from now on use them.
@@ -507,7 +498,8 @@ fn file_stream(
     })
 }
 
-fn read_exact_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+/// Fills `buf` from the file at `offset`; a file that ends early is an error.
+pub(crate) fn read_exact_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
     let mut done = 0;
     while done < buf.len() {
         let n = read_at(file, &mut buf[done..], offset + done as u64)?;
@@ -530,10 +522,6 @@ fn read_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result
 #[cfg(windows)]
 fn read_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
     std::os::windows::fs::FileExt::seek_read(file, buf, offset)
-}
-
-pub fn open_for_reading(path: &Path) -> std::io::Result<std::fs::File> {
-    std::fs::File::open(path)
 }
 
 fn amz_date(t: SystemTime) -> String {

@@ -10,7 +10,7 @@ use md5::{Digest, Md5};
 use super::checkpoint::{Checkpoint, PartMeta};
 use super::plan::Plan;
 use crate::error::{Error, ErrorKind, Result};
-use crate::http::Client;
+use crate::http::{self, Client};
 use crate::ops::{self, Target};
 use crate::sign::{self, Signature};
 
@@ -80,28 +80,15 @@ pub async fn range_md5(file: Arc<std::fs::File>, offset: u64, len: u64) -> Resul
         let end = offset + len;
         while pos < end {
             let want = ((end - pos) as usize).min(buf.len());
-            let n = read_at(&file, &mut buf[..want], pos)?;
-            if n == 0 {
-                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the file became shorter while it was read"));
-            }
-            h.update(&buf[..n]);
-            pos += n as u64;
+            http::read_exact_at(&file, &mut buf[..want], pos)?;
+            h.update(&buf[..want]);
+            pos += want as u64;
         }
         Ok(h.finalize().into())
     })
     .await
     .map_err(|e| Error::new(ErrorKind::Io, "FileReadError", e.to_string()))?
     .map_err(|e| Error::io("FileReadError", "cannot read the file", &e))
-}
-
-#[cfg(unix)]
-fn read_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
-    std::os::unix::fs::FileExt::read_at(file, buf, offset)
-}
-
-#[cfg(windows)]
-fn read_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
-    std::os::windows::fs::FileExt::seek_read(file, buf, offset)
 }
 
 /// The ETag S3 and OBS give an object completed from parts with these
