@@ -200,3 +200,25 @@ describe('faults on abort', () => {
     await h.expectUploaded(server, record.objectKey, file);
   });
 });
+
+test('max_connections bounds the requests in flight, whatever TaskNum asks for', async () => {
+  const file = h.makeFile(dir, 6 * PART);
+  const p = params(file, { TaskNum: 6 });
+  const c = h.clientFor(server, { max_connections: 2 });
+  await server.addFault({ method: 'PUT', query: { partNumber: null }, times: 0, action: { delay_ms: 150 } });
+  const upload = c.uploadFile(p);
+  let most = 0;
+  let done = false;
+  upload.finally(() => {
+    done = true;
+  });
+  while (!done) {
+    const { requests } = await server.stats();
+    most = Math.max(most, requests.filter((r) => r.method === 'PUT' && r.status === null).length);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  await upload;
+  expect(most).toBeGreaterThan(0);
+  expect(most).toBeLessThanOrEqual(2);
+  await h.expectUploaded(server, p.Key, file);
+});

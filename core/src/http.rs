@@ -155,6 +155,9 @@ pub struct Client {
     http: reqwest::Client,
     retry: RetryPolicy,
     negotiated: tokio::sync::Mutex<HashMap<String, (Signature, Instant)>>,
+    /// At most `max_connections` requests of this client at once, whatever
+    /// the uploads' TaskNum add up to.
+    connections: tokio::sync::Semaphore,
 }
 
 /// One connection pool per distinct TLS/proxy setting, shared by all clients.
@@ -197,7 +200,8 @@ impl Client {
     pub fn new(config: ClientConfig, credentials: Credentials) -> Result<Self> {
         let http = shared_http(&config)?;
         let retry = RetryPolicy { max_retries: config.max_retry_count, base: Duration::from_millis(100), cap: Duration::from_secs(5) };
-        Ok(Client { config, credentials: RwLock::new(credentials), http, retry, negotiated: Default::default() })
+        let connections = tokio::sync::Semaphore::new(config.max_connections.min(tokio::sync::Semaphore::MAX_PERMITS));
+        Ok(Client { config, credentials: RwLock::new(credentials), http, retry, negotiated: Default::default(), connections })
     }
 
     /// Swaps the credentials; requests signed from now on use them.
@@ -276,6 +280,7 @@ impl Client {
     }
 
     async fn send_once(&self, req: &Request, sig: Option<Signature>) -> Result<Response> {
+        let _connection = self.connections.acquire().await.map_err(|_| Error::network("the client is closed"))?;
         let ep = &self.config.endpoint;
         let key_path = req.key.as_deref().map(encode_path).unwrap_or_default();
         let bucket_path = if ep.is_cname { String::new() } else { encode_path(&req.bucket) };
