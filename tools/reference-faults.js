@@ -33,6 +33,7 @@ const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const http = require('node:http');
 const path = require('node:path');
+const { controlCall } = require('../__test__/kit/server.js');
 
 const MB = 1024 * 1024;
 const PART = 5 * MB;
@@ -47,27 +48,6 @@ const GRACE_MS = 600;
 // Prints one line: RESULT <json {calls, timedOut, uncaught, triggered}>
 // ---------------------------------------------------------------------------
 
-function controlCall(port, method, route, body) {
-  return new Promise((resolve, reject) => {
-    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-    const req = http.request(
-      {
-        host: '127.0.0.1',
-        port,
-        method,
-        path: route,
-        agent: false,
-        headers: payload ? { 'content-type': 'application/json', 'content-length': payload.length } : { 'content-length': 0 },
-      },
-      (res) => {
-        res.resume();
-        res.on('end', () => (res.statusCode < 300 ? resolve() : reject(new Error(`control ${route}: ${res.statusCode}`))));
-      },
-    );
-    req.on('error', reject);
-    req.end(payload);
-  });
-}
 
 async function childMain(spec) {
   const ObsClient = require('esdk-obs-nodejs');

@@ -269,4 +269,4 @@ async function startServer({
   return server;
 }
 
-module.exports = { startServer, ensureBuilt, DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY };
+module.exports = { startServer, ensureBuilt, controlCall, DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY };
