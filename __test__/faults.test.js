@@ -161,17 +161,7 @@ test('the server stopped mid-upload: IncompletedUpload, then the same call finis
 describe('faults on abort', () => {
   async function abortedUpload(c, file, extra = {}) {
     await server.addFault(onPart(2, { delay_ms: 500 }));
-    let handle;
-    return h.uploadWithCallback(c, {
-      ...params(file, { EnableCheckpoint: true, TaskNum: 1 }),
-      ...extra,
-      ResumeCallback: (hd) => {
-        handle = hd;
-      },
-      ProgressCallback: (t) => {
-        if (t >= PART) handle.abort();
-      },
-    });
+    return h.uploadStoppedAt(c, { ...params(file, { EnableCheckpoint: true, TaskNum: 1 }), ...extra }, PART, 'abort');
   }
 
   test('an abort that fails once is retried: upload aborted, record removed', async () => {

@@ -149,8 +149,27 @@ function uploadWithCallback(client, params) {
   return new Promise((resolve) => client.uploadFile(params, (err, result) => resolve({ err, result })));
 }
 
+/**
+ * Runs uploadFile (of either SDK) in callback form and, once `atBytes` have
+ * been reported as sent, stops it through its ResumeCallback handle with
+ * `how` ('cancel' or 'abort'). Resolves with `{err, result}`.
+ */
+function uploadStoppedAt(client, params, atBytes, how = 'cancel') {
+  let handle;
+  return uploadWithCallback(client, {
+    ...params,
+    ResumeCallback: (hd) => {
+      handle = hd;
+    },
+    ProgressCallback: (transferred) => {
+      if (transferred >= atBytes && handle) handle[how]();
+    },
+  });
+}
+
 module.exports = {
   useServer,
+  uploadStoppedAt,
   MB,
   BUCKET,
   startServer,

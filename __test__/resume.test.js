@@ -41,19 +41,9 @@ async function slowPartsFrom(first, last, ms) {
   }
 }
 
-/** Starts an upload with obs-native and cancels it once `parts` parts are done. */
+/** Starts an upload with obs-native and cancels it once `parts` parts are sent. */
 async function cancelledUpload(params, parts) {
-  let handle;
-  const { err } = await h.uploadWithCallback(client, {
-    ...params,
-    ResumeCallback: (hd) => {
-      handle = hd;
-    },
-    ProgressCallback: (transferred) => {
-      if (transferred >= parts * PART && handle) handle.cancel();
-    },
-  });
-  return err;
+  return (await h.uploadStoppedAt(client, params, parts * PART)).err;
 }
 
 test('cancel keeps record and upload; the next call sends only the missing parts', async () => {
@@ -91,20 +81,12 @@ test('abort stops, aborts the upload on the server and removes the record', asyn
   const file = h.makeFile(dir, 4 * PART);
   const key = h.uniqueKey('abort');
   await slowPartsFrom(2, 4, 500);
-  let handle;
-  const { err } = await h.uploadWithCallback(client, {
-    Bucket: h.BUCKET,
-    Key: key,
-    UploadFile: file,
-    TaskNum: 1,
-    EnableCheckpoint: true,
-    ResumeCallback: (hd) => {
-      handle = hd;
-    },
-    ProgressCallback: (transferred) => {
-      if (transferred >= PART) handle.abort();
-    },
-  });
+  const { err } = await h.uploadStoppedAt(
+    client,
+    { Bucket: h.BUCKET, Key: key, UploadFile: file, TaskNum: 1, EnableCheckpoint: true },
+    PART,
+    'abort',
+  );
   expect(err.code).toBe('Upload isAbort');
   expect(String(err)).toBe('Upload isAbort:The process of uploadFile is isAbort');
   expect(fs.existsSync(`${file}.upload_record`)).toBe(false);
@@ -114,19 +96,7 @@ test('abort stops, aborts the upload on the server and removes the record', asyn
 test('cancel without a checkpoint leaves no multipart upload behind', async () => {
   const file = h.makeFile(dir, 4 * PART);
   await slowPartsFrom(2, 4, 500);
-  let handle;
-  const { err } = await h.uploadWithCallback(client, {
-    Bucket: h.BUCKET,
-    Key: h.uniqueKey('cancel-nocp'),
-    UploadFile: file,
-    TaskNum: 1,
-    ResumeCallback: (hd) => {
-      handle = hd;
-    },
-    ProgressCallback: (transferred) => {
-      if (transferred >= PART) handle.cancel();
-    },
-  });
+  const { err } = await h.uploadStoppedAt(client, { Bucket: h.BUCKET, Key: h.uniqueKey('cancel-nocp'), UploadFile: file, TaskNum: 1 }, PART);
   expect(err.code).toBe('Upload suspened');
   expect(await h.newUploads(server)).toEqual([]);
 });
@@ -137,21 +107,7 @@ test('a record written by esdk-obs-nodejs resumes in obs-native', async () => {
   const params = { Bucket: h.BUCKET, Key: key, UploadFile: file, PartSize: PART, TaskNum: 1, EnableCheckpoint: true };
   await slowPartsFrom(3, 6, 300);
   const ref = await h.referenceClientFor(server);
-  const refErr = await new Promise((resolve) => {
-    let handle;
-    ref.uploadFile(
-      {
-        ...params,
-        ResumeCallback: (hd) => {
-          handle = hd;
-        },
-        ProgressCallback: (transferred) => {
-          if (transferred >= 2 * PART && handle) handle.cancel();
-        },
-      },
-      (e) => resolve(e),
-    );
-  });
+  const refErr = (await h.uploadStoppedAt(ref, params, 2 * PART)).err;
   expect(String(refErr)).toMatch(/^Upload suspened/);
   // The reference may still finish a part it had in flight and write it to
   // its record after calling back; wait for it to settle.
@@ -197,8 +153,7 @@ test('the record holds no credentials and is private to its owner', async () => 
   const file = h.makeFile(dir, 3 * PART);
   const record = path.join(dir, 'nested', 'deeper', 'custom.record');
   await slowPartsFrom(2, 3, 400);
-  let handle;
-  await h.uploadWithCallback(client, {
+  const params = {
     Bucket: h.BUCKET,
     Key: h.uniqueKey('private'),
     UploadFile: file,
@@ -206,13 +161,8 @@ test('the record holds no credentials and is private to its owner', async () => 
     EnableCheckpoint: true,
     CheckpointFile: record,
     SseCKey: 'K'.repeat(32),
-    ResumeCallback: (hd) => {
-      handle = hd;
-    },
-    ProgressCallback: (t) => {
-      if (t >= PART) handle.cancel();
-    },
-  }).catch(() => {});
+  };
+  await h.uploadStoppedAt(client, params, PART);
   const text = fs.readFileSync(record, 'utf8');
   expect(text).not.toContain(server.secretKey);
   expect(text).not.toContain(server.accessKey);
