@@ -237,11 +237,6 @@ fn to_request(p: NativeUploadParams) -> napi::Result<UploadRequest> {
     let parse_json = |s: Option<String>| -> napi::Result<Option<Value>> {
         s.map(|s| serde_json::from_str(&s).map_err(|e| napi::Error::new(Status::InvalidArg, e.to_string()))).transpose()
     };
-    let metadata_json = parse_json(p.metadata_json)?;
-    let metadata = match &metadata_json {
-        Some(Value::Object(m)) => m.iter().map(|(k, v)| (k.clone(), js_string(v))).collect(),
-        _ => Vec::new(),
-    };
     Ok(UploadRequest {
         bucket: p.bucket,
         key: p.key,
@@ -252,7 +247,8 @@ fn to_request(p: NativeUploadParams) -> napi::Result<UploadRequest> {
         object: ObjectSettings {
             content_type: p.content_type,
             acl: p.acl,
-            metadata,
+            // Headers come from `metadata_json`, through the record.
+            metadata: Vec::new(),
             website_redirect_location: p.website_redirect_location,
             sse_kms: p.sse_kms,
             sse_kms_key: p.sse_kms_key,
@@ -260,16 +256,9 @@ fn to_request(p: NativeUploadParams) -> napi::Result<UploadRequest> {
             sse_c_key: p.sse_c_key,
             expires: p.expires.filter(|n| n.is_finite()).map(|n| n as i64),
         },
-        metadata_json,
+        metadata_json: parse_json(p.metadata_json)?,
         expires_json: parse_json(p.expires_json)?,
     })
-}
-
-fn js_string(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
 }
 
 fn outcome_value(o: &upload::Outcome) -> Value {

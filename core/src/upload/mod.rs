@@ -46,6 +46,9 @@ pub struct UploadRequest {
     pub part_size: Option<i64>,
     pub task_num: usize,
     pub checkpoint: Option<CheckpointSettings>,
+    /// `object.metadata` is not read: the headers are made from
+    /// `metadata_json` (as the record keeps it), so that a resumed upload
+    /// initiates with the metadata it was started with.
     pub object: ObjectSettings,
     /// Metadata and Expires as given, kept verbatim in the record.
     pub metadata_json: Option<serde_json::Value>,
