@@ -139,16 +139,17 @@ pub async fn run(req: UploadRequest, client: Arc<Client>, observer: Arc<dyn Obse
             .await
             .map_err(|e| Error::io("WriteCheckpointFileError", "cannot create the checkpoint file's folder", &e))?;
     }
+    let file = Arc::new(file);
     let (record, plan, resumed) = match &req.checkpoint {
         None => {
             let plan = plan::plan_parts(file_size, req.part_size);
             (new_record(&req, plan, file_size, &last_modified), plan, false)
         }
-        Some(settings) => resume_or_start(&req, settings, &client, file_size, &last_modified).await?,
+        Some(settings) => resume_or_start(&req, settings, &client, &file, file_size, &last_modified).await?,
     };
     let writer = req.checkpoint.as_ref().map(|s| RecordWriter::new(s.path.clone()));
     let claimed = if resumed { expected_etag(&record, plan) } else { None };
-    let session = Session { req: &req, client, observer, control, file: Arc::new(file), plan, record, writer, started: false, claimed };
+    let session = Session { req: &req, client, observer, control, file, plan, record, writer, started: false, claimed };
     session.drive(resumed).await
 }
 
@@ -215,6 +216,7 @@ async fn resume_or_start(
     req: &UploadRequest,
     settings: &CheckpointSettings,
     client: &Client,
+    file: &Arc<std::fs::File>,
     file_size: u64,
     last_modified: &str,
 ) -> Result<(Checkpoint, Plan, bool)> {
@@ -222,7 +224,6 @@ async fn resume_or_start(
         // Not ours to remove: say so every time instead.
         return Err(Error::invalid_argument("CheckpointFile is a directory!"));
     }
-    let path = std::path::Path::new(&req.upload_file);
     match checkpoint::load(&settings.path).await {
         Err(e) => {
             checkpoint::remove(&settings.path).await;
@@ -232,7 +233,7 @@ async fn resume_or_start(
             let plan = plan::plan_parts(file_size, req.part_size);
             let mut record = new_record(req, plan, file_size, last_modified);
             if settings.enable_checksum {
-                record.upload_file_stat.check_sum = Some(file_md5(path).await?);
+                record.upload_file_stat.check_sum = Some(file_md5(file, file_size).await?);
             }
             Ok((record, plan, false))
         }
@@ -246,7 +247,7 @@ async fn resume_or_start(
                 && record.md5_is_valid();
             let plan = plan::plan_from_record(file_size, record.part_size, record.part_count);
             let checksum_ok = match (&record.upload_file_stat.check_sum, fits) {
-                (Some(sum), true) if !sum.is_empty() => file_md5(path).await.map(|s| &s == sum).unwrap_or(false),
+                (Some(sum), true) if !sum.is_empty() => file_md5(file, file_size).await.map(|s| &s == sum).unwrap_or(false),
                 _ => true,
             };
             match plan {
@@ -319,16 +320,10 @@ fn initiate_error(e: Error) -> Error {
     }
 }
 
-/// Base64 MD5 of the whole file, computed off the async threads.
-pub async fn file_md5(path: &std::path::Path) -> Result<String> {
-    let p = path.to_path_buf();
-    let file = tokio::task::spawn_blocking(move || std::fs::File::open(p))
-        .await
-        .map_err(|e| Error::new(ErrorKind::Io, "FileReadError", e.to_string()))?
-        .map_err(|e| Error::io("FileReadError", "cannot read the file to compute its MD5", &e))?;
-    let len = file.metadata().map_err(|e| Error::io("FileReadError", "cannot read the file to compute its MD5", &e))?.len();
-    let digest = reconcile::range_md5(Arc::new(file), 0, len).await?;
+/// Base64 MD5 of the whole file (already open), computed off the async threads.
+async fn file_md5(file: &Arc<std::fs::File>, size: u64) -> Result<String> {
     use base64::Engine as _;
+    let digest = reconcile::range_md5(file.clone(), 0, size).await?;
     Ok(base64::engine::general_purpose::STANDARD.encode(digest))
 }
 
