@@ -147,7 +147,7 @@ fn random_unit() -> f64 {
 }
 
 const NEGOTIATION_TTL: Duration = Duration::from_secs(15 * 60);
-const MAX_RESPONSE_BODY: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_RESPONSE_BODY: usize = 16 * 1024 * 1024;
 
 pub struct Client {
     config: ClientConfig,
@@ -158,6 +158,9 @@ pub struct Client {
     /// At most `max_connections` requests of this client at once, whatever
     /// the uploads' TaskNum add up to.
     connections: tokio::sync::Semaphore,
+    /// Part bodies over plain HTTP go out with sendfile (Linux).
+    #[cfg(target_os = "linux")]
+    sendfile: Option<crate::sendfile::Pool>,
 }
 
 /// One connection pool per distinct TLS/proxy setting, shared by all clients.
@@ -201,7 +204,19 @@ impl Client {
         let http = shared_http(&config)?;
         let retry = RetryPolicy { max_retries: config.max_retry_count, base: Duration::from_millis(100), cap: Duration::from_secs(5) };
         let connections = tokio::sync::Semaphore::new(config.max_connections.min(tokio::sync::Semaphore::MAX_PERMITS));
-        Ok(Client { config, credentials: RwLock::new(credentials), http, retry, negotiated: Default::default(), connections })
+        #[cfg(target_os = "linux")]
+        let sendfile = (!config.endpoint.secure && config.proxy.is_none() && crate::sendfile::enabled_by_env())
+            .then(crate::sendfile::Pool::default);
+        Ok(Client {
+            config,
+            credentials: RwLock::new(credentials),
+            http,
+            retry,
+            negotiated: Default::default(),
+            connections,
+            #[cfg(target_os = "linux")]
+            sendfile,
+        })
     }
 
     /// Swaps the credentials; requests signed from now on use them.
@@ -348,6 +363,18 @@ impl Client {
         }
         headers.push(("User-Agent".into(), self.config.user_agent.clone()));
 
+        #[cfg(target_os = "linux")]
+        if let (Some(pool), Body::File(range)) = (&self.sendfile, &req.body) {
+            let mut target = wire_path.clone();
+            if !encoded_query.is_empty() {
+                target.push('?');
+                target.push_str(&encoded_query.join("&"));
+            }
+            if let Some(result) = self.put_with_sendfile(pool, req.method, &target, &headers, &host, range).await {
+                return result;
+            }
+        }
+
         let method = reqwest::Method::from_bytes(req.method.as_bytes()).expect("static method names are valid");
         let mut builder = self.http.request(method, &url);
         for (k, v) in &headers {
@@ -394,24 +421,78 @@ impl Client {
         result
     }
 
+    /// A request with a file body, sent with sendfile on a connection of
+    /// our own. `None` when sendfile refuses the file: the caller sends it
+    /// the buffered way.
+    #[cfg(target_os = "linux")]
+    async fn put_with_sendfile(
+        &self,
+        pool: &crate::sendfile::Pool,
+        method: &str,
+        target: &str,
+        headers: &[(String, String)],
+        host: &str,
+        range: &FileRange,
+    ) -> Option<Result<Response>> {
+        use crate::sendfile::Failure;
+        let mut head = format!("{method} {target} HTTP/1.1\r\n");
+        for (k, v) in headers {
+            if v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                return Some(Err(Error::invalid_argument(format!("request cannot be built: header {k} holds a line break"))));
+            }
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        let port = self.config.endpoint.port;
+        let activity = Activity::new();
+        let attempt = AtomicU64::new(0);
+        let mut sent = vec![&attempt];
+        if let Some(total) = &range.sent {
+            sent.push(total);
+        }
+        let exchange = async {
+            match pool.put(host, port, head.as_bytes(), range, &activity, &sent).await {
+                Ok(resp) => Ok(Some(resp)),
+                Err(Failure::Unsupported) => Ok(None),
+                Err(Failure::Connect(e)) => Err(connect_error(&e, host, port)),
+                Err(Failure::Network(e) | Failure::Stale(e)) => Err(io_network_error(&e, host)),
+                Err(Failure::File(e)) => Err(Error::io("FileReadError", "reading the file to upload failed", &e)),
+            }
+        };
+        let result = self.watched(exchange, &activity, host).await;
+        // Bytes of an attempt that did not succeed are not progress.
+        if let Some(total) = &range.sent
+            && !matches!(&result, Ok(Some(r)) if r.is_success())
+        {
+            total.fetch_sub(attempt.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        result.transpose()
+    }
+
+    /// Runs `fut`; fails when neither side moves a byte for `timeout`.
+    async fn watched<T>(&self, fut: impl Future<Output = Result<T>>, activity: &Activity, host: &str) -> Result<T> {
+        let timeout = self.config.timeout;
+        tokio::pin!(fut);
+        loop {
+            let deadline = activity.last() + timeout;
+            tokio::select! {
+                r = &mut fut => return r,
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    if activity.last() + timeout <= Instant::now() {
+                        return Err(timeout_error(host));
+                    }
+                }
+            }
+        }
+    }
+
     /// Runs the request; fails when neither side moves a byte for `timeout`.
     async fn execute(&self, request: reqwest::Request, activity: &Activity) -> Result<Response> {
         let timeout = self.config.timeout;
         let url_host = request.url().host_str().unwrap_or_default().to_string();
         let port = request.url().port_or_known_default().unwrap_or_default();
-        let fut = self.http.execute(request);
-        tokio::pin!(fut);
-        let resp = loop {
-            let deadline = activity.last() + timeout;
-            tokio::select! {
-                r = &mut fut => break r.map_err(|e| network_error(&e, &url_host, port))?,
-                _ = tokio::time::sleep_until(deadline.into()) => {
-                    if activity.last() + timeout <= Instant::now() {
-                        return Err(timeout_error(&url_host));
-                    }
-                }
-            }
-        };
+        let fut = async { self.http.execute(request).await.map_err(|e| network_error(&e, &url_host, port)) };
+        let resp = self.watched(fut, activity, &url_host).await?;
         let status = resp.status().as_u16();
         let headers = resp
             .headers()
@@ -438,16 +519,16 @@ impl Client {
 }
 
 /// The last moment a request moved bytes, for the idle watchdog.
-struct Activity {
+pub(crate) struct Activity {
     start: Instant,
     millis: AtomicU64,
 }
 
 impl Activity {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Activity { start: Instant::now(), millis: AtomicU64::new(0) }
     }
-    fn touch(&self) {
+    pub(crate) fn touch(&self) {
         self.millis.store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
     fn last(&self) -> Instant {
@@ -596,19 +677,37 @@ fn network_error(e: &reqwest::Error, host: &str, port: u16) -> Error {
         innermost = s.to_string();
         source = s.source();
     }
-    use std::io::ErrorKind as K;
-    let message = match io_kind {
-        Some(K::ConnectionRefused) => format!("connect ECONNREFUSED {host}:{port}"),
-        Some(K::ConnectionReset) | Some(K::BrokenPipe) | Some(K::UnexpectedEof) => "socket hang up".to_string(),
-        Some(K::TimedOut) => format!("connect ETIMEDOUT {host}"),
-        _ if e.is_connect() => format!("connect failed {host}:{port}: {innermost}"),
-        _ => innermost,
+    let message = match io_kind.and_then(|k| node_wording(k, host, port)) {
+        Some(m) => m,
+        None if e.is_connect() => format!("connect failed {host}:{port}: {innermost}"),
+        None => innermost,
     };
     let mut err = Error::network(message);
     if e.is_timeout() {
         err.code = "Timeout".into();
     }
     err
+}
+
+/// How Node words a socket failure of this kind, where it has a word for it.
+fn node_wording(kind: std::io::ErrorKind, host: &str, port: u16) -> Option<String> {
+    use std::io::ErrorKind as K;
+    match kind {
+        K::ConnectionRefused => Some(format!("connect ECONNREFUSED {host}:{port}")),
+        K::ConnectionReset | K::BrokenPipe | K::UnexpectedEof => Some("socket hang up".to_string()),
+        K::TimedOut => Some(format!("connect ETIMEDOUT {host}")),
+        _ => None,
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn connect_error(e: &std::io::Error, host: &str, port: u16) -> Error {
+    Error::network(node_wording(e.kind(), host, port).unwrap_or_else(|| format!("connect failed {host}:{port}: {e}")))
+}
+
+#[cfg(target_os = "linux")]
+fn io_network_error(e: &std::io::Error, host: &str) -> Error {
+    Error::network(node_wording(e.kind(), host, 0).unwrap_or_else(|| e.to_string()))
 }
 
 fn timeout_error(host: &str) -> Error {

@@ -1,6 +1,7 @@
 //! obs-core: everything obs-native does, without Node. Signing (`sign`),
 //! HTTP with retries (`http`), the multipart operations (`ops`), and the
-//! resumable upload (`upload`: plan, checkpoint, scheduler). The napi
+//! resumable upload (`upload`: plan, checkpoint, scheduler). On Linux,
+//! part bodies over plain HTTP go out with sendfile (`sendfile`). The napi
 //! binding at the repository root only converts values to and from this.
 
 mod buffer;
@@ -9,6 +10,8 @@ pub mod error;
 pub mod http;
 pub mod mime;
 pub mod ops;
+#[cfg(target_os = "linux")]
+mod sendfile;
 pub mod sign;
 pub mod upload;
 mod xml;

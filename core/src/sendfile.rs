@@ -1,0 +1,440 @@
+//! Part uploads over plain HTTP on Linux without copying the part through
+//! user space: the request head is written to the socket, then the part's
+//! bytes go from the page cache to the socket with sendfile(2). A profile of
+//! the buffered path showed the two copies (file into a buffer, buffer into
+//! the socket) and the thread hand-offs around them as most of the client's
+//! CPU. HTTPS, proxies and other platforms keep the buffered path in
+//! `http.rs`, and so does a file sendfile refuses (some filesystems).
+//!
+//! Connections are kept per host and port, HTTP/1.1 keep-alive, and checked
+//! for a close by the server before they are used again. The caller (the
+//! same retry loop and idle watchdog as every other request) decides what a
+//! failure means.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::net::TcpStream;
+
+use crate::http::{Activity, FileRange, Response};
+
+/// A kept connection older than this is closed rather than reused: servers
+/// close idle connections, and a reused one that turns out closed costs a
+/// retry.
+const IDLE_KEEP: Duration = Duration::from_secs(20);
+/// Idle connections kept per host and port.
+const MAX_IDLE: usize = 128;
+/// Most bytes one sendfile call is asked for (the socket's free space is
+/// what it really sends). Kernels built without preemption run the whole
+/// call, loopback delivery included, before another thread gets the CPU;
+/// 1 MiB bounds that stint and measured no dearer than 4 MiB.
+const SENDFILE_MAX: usize = 1 << 20;
+/// A response head larger than this is refused.
+const MAX_HEAD: usize = 64 * 1024;
+
+/// Whether part bodies go out with sendfile: on unless the environment
+/// says `OBS_NATIVE_SENDFILE=0` (kept for comparison and diagnosis).
+pub fn enabled_by_env() -> bool {
+    std::env::var("OBS_NATIVE_SENDFILE").map(|v| v != "0").unwrap_or(true)
+}
+
+/// How a sendfile upload failed.
+#[derive(Debug)]
+pub enum Failure {
+    /// sendfile refuses this file before anything was sent: use the
+    /// buffered path for it.
+    Unsupported,
+    /// Connecting failed.
+    Connect(io::Error),
+    /// The connection failed or the server broke HTTP.
+    Network(io::Error),
+    /// Reading the file failed, or it ended before the part did.
+    File(io::Error),
+    /// A kept connection failed before it took any of the body: the server
+    /// had closed it. Worth one more go on a new connection.
+    Stale(io::Error),
+}
+
+/// Connections waiting for their next request, with when they were put back.
+type Idle = Vec<(TcpStream, Instant)>;
+
+/// Idle keep-alive connections by host and port.
+#[derive(Default)]
+pub struct Pool {
+    idle: Mutex<HashMap<(String, u16), Idle>>,
+}
+
+impl Pool {
+    fn checkout(&self, host: &str, port: u16) -> Option<TcpStream> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.get_mut(&(host.to_string(), port))?;
+        while let Some((stream, since)) = list.pop() {
+            if since.elapsed() < IDLE_KEEP && still_open(&stream) {
+                return Some(stream);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, host: &str, port: u16, stream: TcpStream) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.entry((host.to_string(), port)).or_default();
+        list.retain(|(_, since)| since.elapsed() < IDLE_KEEP);
+        if list.len() < MAX_IDLE {
+            list.push((stream, Instant::now()));
+        }
+    }
+
+    /// Sends `head` then the file range, and reads the answer. `sent` is
+    /// added to as the kernel takes the part's bytes; the caller takes them
+    /// back if the attempt fails.
+    pub async fn put(
+        &self,
+        host: &str,
+        port: u16,
+        head: &[u8],
+        range: &FileRange,
+        activity: &Activity,
+        sent: &[&AtomicU64],
+    ) -> Result<Response, Failure> {
+        // A kept connection the server closed meanwhile fails before any
+        // answer; that gets one more go on a new connection, not a retry.
+        if let Some(stream) = self.checkout(host, port) {
+            match self.exchange(host, port, stream, true, head, range, activity, sent).await {
+                Err(Failure::Stale(_)) => {}
+                other => return other,
+            }
+        }
+        let stream = connect(host, port).await.map_err(Failure::Connect)?;
+        activity.touch();
+        self.exchange(host, port, stream, false, head, range, activity, sent).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn exchange(
+        &self,
+        host: &str,
+        port: u16,
+        mut stream: TcpStream,
+        reused: bool,
+        head: &[u8],
+        range: &FileRange,
+        activity: &Activity,
+        sent: &[&AtomicU64],
+    ) -> Result<Response, Failure> {
+        let mut moved = 0u64;
+        let written = send_request(&stream, head, range, activity, |n| {
+            moved += n;
+            for s in sent {
+                s.fetch_add(n, Ordering::Relaxed);
+            }
+        })
+        .await;
+        if let Err(failure) = written {
+            let failure = match failure {
+                Failure::Network(e) if reused && moved == 0 => return Err(Failure::Stale(e)),
+                other => other,
+            };
+            // A server that refuses a request may answer and close before
+            // reading it all; its answer says more than the broken pipe.
+            if let Failure::Network(_) = failure
+                && let Ok(Ok((resp, _))) =
+                    tokio::time::timeout(Duration::from_secs(1), read_response(&mut stream, activity)).await
+            {
+                return Ok(resp);
+            }
+            return Err(failure);
+        }
+        match read_response(&mut stream, activity).await {
+            Ok((resp, reusable)) => {
+                if reusable {
+                    self.checkin(host, port, stream);
+                }
+                Ok(resp)
+            }
+            Err(e) if reused && moved == 0 => Err(Failure::Stale(e)),
+            Err(e) => Err(Failure::Network(e)),
+        }
+    }
+}
+
+async fn connect(host: &str, port: u16) -> io::Result<TcpStream> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host((host, port)).await? {
+        match TcpStream::connect(addr).await {
+            Ok(s) => {
+                s.set_nodelay(true)?;
+                return Ok(s);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("getaddrinfo ENOTFOUND {host}"))))
+}
+
+/// False when the server closed the connection or sent something unasked.
+fn still_open(stream: &TcpStream) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: a one-byte peek into a local, on a socket we own.
+    let n = unsafe {
+        libc::recv(stream.as_raw_fd(), (&mut byte as *mut u8).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT)
+    };
+    n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
+}
+
+/// Writes the head (held back with MSG_MORE so that it leaves with the
+/// first body bytes), then the file range with sendfile.
+async fn send_request(
+    stream: &TcpStream,
+    head: &[u8],
+    range: &FileRange,
+    activity: &Activity,
+    mut progress: impl FnMut(u64),
+) -> Result<(), Failure> {
+    let fd = stream.as_raw_fd();
+    let mut rest = head;
+    while !rest.is_empty() {
+        stream.writable().await.map_err(Failure::Network)?;
+        let more = if range.len > 0 { libc::MSG_MORE } else { 0 };
+        let r = stream.try_io(tokio::io::Interest::WRITABLE, || {
+            // SAFETY: `rest` is a live slice; the flags ask for no signal.
+            let n = unsafe { libc::send(fd, rest.as_ptr().cast(), rest.len(), more | libc::MSG_NOSIGNAL) };
+            if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
+        });
+        match r {
+            Ok(n) => {
+                rest = &rest[n..];
+                activity.touch();
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(Failure::Network(e)),
+        }
+    }
+
+    let file_fd = range.file.as_raw_fd();
+    let end = range.offset + range.len;
+    let mut offset = range.offset as libc::off_t;
+    let mut first = true;
+    while (offset as u64) < end {
+        stream.writable().await.map_err(Failure::Network)?;
+        let want = ((end - offset as u64) as usize).min(SENDFILE_MAX);
+        let r = stream.try_io(tokio::io::Interest::WRITABLE, || {
+            // SAFETY: both descriptors are open for the whole call; the
+            // kernel advances `offset`, not the file's position.
+            let n = unsafe { libc::sendfile(fd, file_fd, &mut offset, want) };
+            if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
+        });
+        match r {
+            Ok(0) => {
+                return Err(Failure::File(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the file became shorter while it was being uploaded",
+                )));
+            }
+            Ok(n) => {
+                first = false;
+                activity.touch();
+                progress(n as u64);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(classify_sendfile_error(e, first)),
+        }
+    }
+    Ok(())
+}
+
+fn classify_sendfile_error(e: io::Error, first: bool) -> Failure {
+    match e.raw_os_error() {
+        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) if first => Failure::Unsupported,
+        Some(libc::EPIPE | libc::ECONNRESET | libc::ECONNABORTED | libc::ENOTCONN | libc::ETIMEDOUT) => {
+            Failure::Network(e)
+        }
+        _ => Failure::File(e),
+    }
+}
+
+/// Reads one HTTP/1.1 answer (skipping 1xx). Also says whether the
+/// connection can carry another request.
+pub(crate) async fn read_response<R: AsyncRead + Unpin>(
+    r: &mut R,
+    activity: &Activity,
+) -> io::Result<(Response, bool)> {
+    let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    loop {
+        let parsed = loop {
+            let mut headers = [httparse::EMPTY_HEADER; 128];
+            let mut resp = httparse::Response::new(&mut headers);
+            match resp.parse(&buf).map_err(|e| protocol(format!("bad response head: {e}")))? {
+                httparse::Status::Complete(len) => {
+                    let status = resp.code.unwrap_or(0);
+                    let keep_alive_default = resp.version == Some(1);
+                    let headers: Vec<(String, String)> = resp
+                        .headers
+                        .iter()
+                        .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
+                        .collect();
+                    break (len, status, keep_alive_default, headers);
+                }
+                httparse::Status::Partial => {
+                    if buf.len() >= MAX_HEAD {
+                        return Err(protocol("response head is too large".into()));
+                    }
+                    if fill(r, &mut buf, activity).await? == 0 {
+                        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "socket hang up"));
+                    }
+                }
+            }
+        };
+        let (head_len, status, keep_alive_default, headers) = parsed;
+        buf.drain(..head_len);
+        if (100..200).contains(&status) {
+            continue;
+        }
+        let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim());
+        let close = header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let mut reusable = keep_alive_default && !close;
+        let chunked = header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+        let body = if status == 204 || status == 304 {
+            Vec::new()
+        } else if chunked {
+            read_chunked(r, buf, activity).await?
+        } else if let Some(len) = header("content-length") {
+            let len: usize = len.parse().map_err(|_| protocol("bad Content-Length".into()))?;
+            if len > crate::http::MAX_RESPONSE_BODY {
+                return Err(protocol("response body is larger than expected".into()));
+            }
+            while buf.len() < len {
+                if fill(r, &mut buf, activity).await? == 0 {
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "socket hang up"));
+                }
+            }
+            if buf.len() > len {
+                // Bytes after the answer that nobody asked for.
+                reusable = false;
+            }
+            buf.truncate(len);
+            buf
+        } else {
+            reusable = false;
+            while fill(r, &mut buf, activity).await? > 0 {
+                if buf.len() > crate::http::MAX_RESPONSE_BODY {
+                    return Err(protocol("response body is larger than expected".into()));
+                }
+            }
+            buf
+        };
+        return Ok((Response { status, headers, body: Bytes::from(body) }, reusable));
+    }
+}
+
+async fn read_chunked<R: AsyncRead + Unpin>(r: &mut R, mut buf: Vec<u8>, activity: &Activity) -> io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let (consumed, size) = loop {
+            match httparse::parse_chunk_size(&buf).map_err(|_| protocol("bad chunk size".into()))? {
+                httparse::Status::Complete(c) => break c,
+                httparse::Status::Partial => {
+                    if buf.len() > 1024 || fill(r, &mut buf, activity).await? == 0 {
+                        return Err(protocol("bad chunked body".into()));
+                    }
+                }
+            }
+        };
+        buf.drain(..consumed);
+        let size = usize::try_from(size).unwrap_or(usize::MAX);
+        if size == 0 {
+            // Trailers end with an empty line; the last CRLF may already be here.
+            while !(buf.starts_with(b"\r\n") || buf.windows(4).any(|w| w == b"\r\n\r\n")) {
+                if buf.len() > MAX_HEAD || fill(r, &mut buf, activity).await? == 0 {
+                    return Err(protocol("bad chunked trailer".into()));
+                }
+            }
+            return Ok(body);
+        }
+        if body.len().saturating_add(size) > crate::http::MAX_RESPONSE_BODY {
+            return Err(protocol("response body is larger than expected".into()));
+        }
+        while buf.len() < size + 2 {
+            if fill(r, &mut buf, activity).await? == 0 {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "socket hang up"));
+            }
+        }
+        body.extend_from_slice(&buf[..size]);
+        buf.drain(..size + 2);
+    }
+}
+
+async fn fill<R: AsyncRead + Unpin>(r: &mut R, buf: &mut Vec<u8>, activity: &Activity) -> io::Result<usize> {
+    let mut chunk = [0u8; 8192];
+    let n = r.read(&mut chunk).await?;
+    buf.extend_from_slice(&chunk[..n]);
+    if n > 0 {
+        activity.touch();
+    }
+    Ok(n)
+}
+
+fn protocol(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn parse(raw: &[u8]) -> io::Result<(Response, bool)> {
+        let mut r = raw;
+        read_response(&mut r, &Activity::new()).await
+    }
+
+    #[tokio::test]
+    async fn answers_with_a_length_are_read_and_keep_the_connection() {
+        let (resp, reusable) = parse(b"HTTP/1.1 200 OK\r\nETag: \"abc\"\r\nContent-Length: 2\r\n\r\nok").await.unwrap();
+        assert_eq!((resp.status, resp.header("etag"), &resp.body[..]), (200, Some("\"abc\""), &b"ok"[..]));
+        assert!(reusable);
+        let (_, reusable) = parse(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n").await.unwrap();
+        assert!(!reusable);
+        let (_, reusable) = parse(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n").await.unwrap();
+        assert!(!reusable);
+    }
+
+    #[tokio::test]
+    async fn interim_answers_are_skipped_and_chunked_bodies_joined() {
+        let raw = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\n<Erro\r\n3\r\nr/>\r\n0\r\n\r\n";
+        let (resp, reusable) = parse(raw).await.unwrap();
+        assert_eq!((resp.status, &resp.body[..]), (403, &b"<Error/>"[..]));
+        assert!(reusable);
+    }
+
+    #[tokio::test]
+    async fn an_answer_without_length_runs_to_the_close() {
+        let (resp, reusable) = parse(b"HTTP/1.1 500 Oops\r\n\r\nall of it").await.unwrap();
+        assert_eq!((resp.status, &resp.body[..]), (500, &b"all of it"[..]));
+        assert!(!reusable);
+    }
+
+    #[tokio::test]
+    async fn cut_or_broken_answers_are_errors() {
+        assert_eq!(parse(b"").await.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(parse(b"HTTP/1.1 200 OK\r\nContent-Le").await.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(
+            parse(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort").await.unwrap_err().kind(),
+            io::ErrorKind::UnexpectedEof
+        );
+        assert_eq!(parse(b"NOT HTTP\r\n\r\n").await.unwrap_err().kind(), io::ErrorKind::InvalidData);
+        assert_eq!(
+            parse(b"HTTP/1.1 200 OK\r\nContent-Length: nope\r\n\r\n").await.unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+        assert_eq!(
+            parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").await.unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+    }
+}
