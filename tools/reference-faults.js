@@ -86,6 +86,7 @@ async function childMain(spec) {
       out.triggered = { atBytes: transferred, ms: Date.now() - t0 };
       if (spec.trigger.action === 'abort') handle.abort();
       else if (spec.trigger.action === 'cancel') handle.cancel();
+      else if (spec.trigger.action === 'truncate') require('node:fs').truncateSync(spec.params.UploadFile, spec.trigger.size);
       else {
         controlCall(spec.controlPort, spec.trigger.method, spec.trigger.route, spec.trigger.body).catch((e) => {
           out.triggered.error = String(e);
@@ -973,6 +974,19 @@ scenario('16', async () => {
     const r = await call({ server, params, client: { max_retry_count: 3 }, label: `${label} — run ${i} (same call, not killed)`, note: (x, reqs) => `part PUTs sent: [${partPutNumbers(reqs).join(',')}]` });
     if (succeeded(r)) break;
   }
+});
+
+scenario('17', async () => {
+  const server = s3;
+  await startScenario(server);
+  const file = h.makeFile(dir, 3 * PART);
+  const params = p(file, { EnableCheckpoint: true, TaskNum: 1 });
+  // Part 1 is stored but its answer held back; the file is cut to 5 MiB +
+  // 1000 bytes at the first progress report, before parts 2 and 3 are read.
+  await server.addFault(onPart(1, { respond_after_ms: 800 }));
+  const base = '17. the file shrinks during the upload (cut to 5 MiB+1000 while part 1 is in flight); 3×5 MiB, TaskNum 1, checkpoint [transport.test.js › "%s: a file that shrinks during the upload fails with FileReadError, ..."]';
+  const first = await call({ server, params, trigger: { atBytes: 1, action: 'truncate', size: PART + 1000 }, label: `${base} — call 1`, note: (r, reqs) => `part PUTs sent: [${partPutNumbers(reqs).join(',')}]` });
+  await callsUntilOk(first, { server, params, base }, 3, 'same params, file as it is now');
 });
 
 // ---------------------------------------------------------------------------
