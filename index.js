@@ -133,6 +133,7 @@ function toNativeParams(param) {
     metadataJson: present(p.Metadata) ? JSON.stringify(p.Metadata) : undefined,
     expiresJson: present(p.Expires) ? JSON.stringify(p.Expires) : undefined,
     expires,
+    reportProgress: isFunction(p.ProgressCallback),
   };
 }
 

@@ -59,6 +59,9 @@ pub struct NativeUploadParams {
     pub metadata_json: Option<String>,
     pub expires_json: Option<String>,
     pub expires: Option<f64>,
+    /// Whether JavaScript has a ProgressCallback; without one, progress is
+    /// not sent to the JavaScript thread at all (no wakeups for nothing).
+    pub report_progress: bool,
 }
 
 /// The runtime every upload runs on. Its threads run at a lower scheduling
@@ -197,11 +200,12 @@ impl NativeClient {
     /// error}`. One queue keeps progress from arriving after the end.
     #[napi]
     pub fn upload_file(&self, params: NativeUploadParams, control: &UploadControl, on_event: EventFn) -> napi::Result<()> {
+        let report_progress = params.report_progress;
         let request = to_request(params)?;
         let client = self.inner.clone();
         let control = control.inner.clone();
         let events = Arc::new(on_event);
-        let observer = Arc::new(JsObserver { events: events.clone() });
+        let observer = Arc::new(JsObserver { events: events.clone(), report_progress });
         spawn(async move {
             let mut end = match upload::run(request, client, observer, control).await {
                 Ok(outcome) => outcome_value(&outcome),
@@ -220,10 +224,14 @@ type EventFn = ThreadsafeFunction<Value, UnknownReturnValue, Value, Status, fals
 
 struct JsObserver {
     events: Arc<EventFn>,
+    report_progress: bool,
 }
 
 impl Observer for JsObserver {
     fn progress(&self, transferred: u64, total: u64, elapsed: Duration) {
+        if !self.report_progress {
+            return;
+        }
         let event = json!({"type": "progress", "transferred": transferred, "total": total, "seconds": elapsed.as_secs_f64()});
         self.events.call(event, ThreadsafeFunctionCallMode::NonBlocking);
     }
