@@ -212,7 +212,8 @@ async fn send_request(
                 rest = &rest[n..];
                 activity.touch();
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            // A signal during the call: try again.
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
             Err(e) => return Err(Failure::Network(e)),
         }
     }
@@ -242,7 +243,7 @@ async fn send_request(
                 activity.touch();
                 progress(n as u64);
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
             Err(e) => return Err(classify_sendfile_error(e, first)),
         }
     }
