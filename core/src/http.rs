@@ -320,11 +320,13 @@ impl Client {
         let default_port = if ep.secure { 443 } else { 80 };
         let host_header = if ep.port == default_port { host.clone() } else { format!("{host}:{}", ep.port) };
         let scheme = if ep.secure { "https" } else { "http" };
-        let mut url = format!("{scheme}://{host}:{}{wire_path}", ep.port);
+        // The request target: path and query as they go on the wire.
+        let mut target = wire_path.clone();
         if !encoded_query.is_empty() {
-            url.push('?');
-            url.push_str(&encoded_query.join("&"));
+            target.push('?');
+            target.push_str(&encoded_query.join("&"));
         }
+        let url = format!("{scheme}://{host}:{}{target}", ep.port);
 
         let now = SystemTime::now();
         let mut headers: Vec<(String, String)> = req.headers.clone();
@@ -363,57 +365,11 @@ impl Client {
         }
         headers.push(("User-Agent".into(), self.config.user_agent.clone()));
 
-        #[cfg(target_os = "linux")]
-        if let (Some(pool), Body::File(range)) = (&self.sendfile, &req.body) {
-            let mut target = wire_path.clone();
-            if !encoded_query.is_empty() {
-                target.push('?');
-                target.push_str(&encoded_query.join("&"));
-            }
-            if let Some(result) = self.put_with_sendfile(pool, req.method, &target, &headers, &host, range).await {
-                return result;
-            }
-        }
-
-        let method = reqwest::Method::from_bytes(req.method.as_bytes()).expect("static method names are valid");
-        let mut builder = self.http.request(method, &url);
-        for (k, v) in &headers {
-            builder = builder.header(k.as_str(), v.as_str());
-        }
-        let activity = Arc::new(Activity::new());
-        let mut counted: Option<(Arc<AtomicU64>, Arc<AtomicU64>)> = None;
-        let read_failure: Arc<Mutex<Option<std::io::Error>>> = Default::default();
-        builder = match &req.body {
-            Body::Empty => builder,
-            Body::Bytes(b) => builder.body(b.clone()),
-            Body::File(range) => {
-                let attempt_sent = Arc::new(AtomicU64::new(0));
-                if let Some(total) = &range.sent {
-                    counted = Some((total.clone(), attempt_sent.clone()));
-                }
-                builder.body(reqwest::Body::wrap_stream(file_stream(
-                    range.clone(),
-                    activity.clone(),
-                    attempt_sent,
-                    read_failure.clone(),
-                )))
-            }
-        };
-        let request = builder.build().map_err(|e| Error::invalid_argument(format!("request cannot be built: {e}")))?;
-
-        let result = self.execute(request, &activity).await;
-        let result = match result {
-            Err(e) => {
-                if let Some(io) = read_failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                    Err(Error::io("FileReadError", "reading the file to upload failed", &io))
-                } else {
-                    Err(e)
-                }
-            }
-            ok => ok,
-        };
-        // Bytes of an attempt that did not succeed are not progress.
-        if let Some((total, attempt)) = counted
+        // Bytes of this attempt's body added to the upload's count, taken
+        // back below unless the attempt succeeds.
+        let attempt = Arc::new(AtomicU64::new(0));
+        let result = self.send_prepared(req, &target, &url, &headers, &host, &attempt).await;
+        if let Body::File(FileRange { sent: Some(total), .. }) = &req.body
             && !matches!(&result, Ok(r) if r.is_success())
         {
             total.fetch_sub(attempt.load(Ordering::Relaxed), Ordering::Relaxed);
@@ -421,10 +377,58 @@ impl Client {
         result
     }
 
+    /// Sends a signed request: a file body over plain HTTP with sendfile
+    /// where it can, everything else through reqwest.
+    async fn send_prepared(
+        &self,
+        req: &Request,
+        target: &str,
+        url: &str,
+        headers: &[(String, String)],
+        host: &str,
+        attempt: &Arc<AtomicU64>,
+    ) -> Result<Response> {
+        #[cfg(target_os = "linux")]
+        if let (Some(pool), Body::File(range)) = (&self.sendfile, &req.body)
+            && let Some(result) = self.put_with_sendfile(pool, req.method, target, headers, host, range, attempt).await
+        {
+            return result;
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = (target, host);
+
+        let method = reqwest::Method::from_bytes(req.method.as_bytes()).expect("static method names are valid");
+        let mut builder = self.http.request(method, url);
+        for (k, v) in headers {
+            builder = builder.header(k.as_str(), v.as_str());
+        }
+        let activity = Arc::new(Activity::new());
+        let read_failure: Arc<Mutex<Option<std::io::Error>>> = Default::default();
+        builder = match &req.body {
+            Body::Empty => builder,
+            Body::Bytes(b) => builder.body(b.clone()),
+            Body::File(range) => builder.body(reqwest::Body::wrap_stream(file_stream(
+                range.clone(),
+                activity.clone(),
+                attempt.clone(),
+                read_failure.clone(),
+            ))),
+        };
+        let request = builder.build().map_err(|e| Error::invalid_argument(format!("request cannot be built: {e}")))?;
+
+        self.execute(request, &activity).await.map_err(|e| {
+            match read_failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                Some(io) => file_read_error(&io),
+                None => e,
+            }
+        })
+    }
+
     /// A request with a file body, sent with sendfile on a connection of
     /// our own. `None` when sendfile refuses the file: the caller sends it
     /// the buffered way.
     #[cfg(target_os = "linux")]
+    #[allow(clippy::too_many_arguments)]
     async fn put_with_sendfile(
         &self,
         pool: &crate::sendfile::Pool,
@@ -433,6 +437,7 @@ impl Client {
         headers: &[(String, String)],
         host: &str,
         range: &FileRange,
+        attempt: &AtomicU64,
     ) -> Option<Result<Response>> {
         use crate::sendfile::Failure;
         let mut head = format!("{method} {target} HTTP/1.1\r\n");
@@ -445,28 +450,21 @@ impl Client {
         head.push_str("\r\n");
         let port = self.config.endpoint.port;
         let activity = Activity::new();
-        let attempt = AtomicU64::new(0);
-        let mut sent = vec![&attempt];
+        let mut sent = vec![attempt];
         if let Some(total) = &range.sent {
             sent.push(total);
         }
         let exchange = async {
-            match pool.put(host, port, head.as_bytes(), range, &activity, &sent).await {
+            let put = crate::sendfile::Put { host, port, head: head.as_bytes(), range, activity: &activity, sent: &sent };
+            match pool.put(&put).await {
                 Ok(resp) => Ok(Some(resp)),
                 Err(Failure::Unsupported) => Ok(None),
                 Err(Failure::Connect(e)) => Err(connect_error(&e, host, port)),
                 Err(Failure::Network(e) | Failure::Stale(e)) => Err(io_network_error(&e, host)),
-                Err(Failure::File(e)) => Err(Error::io("FileReadError", "reading the file to upload failed", &e)),
+                Err(Failure::File(e)) => Err(file_read_error(&e)),
             }
         };
-        let result = self.watched(exchange, &activity, host).await;
-        // Bytes of an attempt that did not succeed are not progress.
-        if let Some(total) = &range.sent
-            && !matches!(&result, Ok(Some(r)) if r.is_success())
-        {
-            total.fetch_sub(attempt.load(Ordering::Relaxed), Ordering::Relaxed);
-        }
-        result.transpose()
+        self.watched(exchange, &activity, host).await.transpose()
     }
 
     /// Runs `fut`; fails when neither side moves a byte for `timeout`.
@@ -584,16 +582,23 @@ fn file_stream(
     })
 }
 
+/// The error of a file that ends before the part being sent from it.
+pub(crate) fn file_got_shorter() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the file became shorter while it was being uploaded")
+}
+
+/// A part's bytes could not be read from the file.
+fn file_read_error(e: &std::io::Error) -> Error {
+    Error::io("FileReadError", "reading the file to upload failed", e)
+}
+
 /// Fills `buf` from the file at `offset`; a file that ends early is an error.
 pub(crate) fn read_exact_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
     let mut done = 0;
     while done < buf.len() {
         let n = read_at(file, &mut buf[done..], offset + done as u64)?;
         if n == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "the file became shorter while it was being uploaded",
-            ));
+            return Err(file_got_shorter());
         }
         done += n;
     }

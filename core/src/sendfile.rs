@@ -91,47 +91,26 @@ impl Pool {
         }
     }
 
-    /// Sends `head` then the file range, and reads the answer. `sent` is
-    /// added to as the kernel takes the part's bytes; the caller takes them
-    /// back if the attempt fails.
-    pub async fn put(
-        &self,
-        host: &str,
-        port: u16,
-        head: &[u8],
-        range: &FileRange,
-        activity: &Activity,
-        sent: &[&AtomicU64],
-    ) -> Result<Response, Failure> {
+    /// Sends `put.head` then the file range, and reads the answer.
+    pub async fn put(&self, put: &Put<'_>) -> Result<Response, Failure> {
         // A kept connection the server closed meanwhile fails before any
         // answer; that gets one more go on a new connection, not a retry.
-        if let Some(stream) = self.checkout(host, port) {
-            match self.exchange(host, port, stream, true, head, range, activity, sent).await {
+        if let Some(stream) = self.checkout(put.host, put.port) {
+            match self.exchange(put, stream, true).await {
                 Err(Failure::Stale(_)) => {}
                 other => return other,
             }
         }
-        let stream = connect(host, port).await.map_err(Failure::Connect)?;
-        activity.touch();
-        self.exchange(host, port, stream, false, head, range, activity, sent).await
+        let stream = connect(put.host, put.port).await.map_err(Failure::Connect)?;
+        put.activity.touch();
+        self.exchange(put, stream, false).await
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn exchange(
-        &self,
-        host: &str,
-        port: u16,
-        mut stream: TcpStream,
-        reused: bool,
-        head: &[u8],
-        range: &FileRange,
-        activity: &Activity,
-        sent: &[&AtomicU64],
-    ) -> Result<Response, Failure> {
+    async fn exchange(&self, put: &Put<'_>, mut stream: TcpStream, reused: bool) -> Result<Response, Failure> {
         let mut moved = 0u64;
-        let written = send_request(&stream, head, range, activity, |n| {
+        let written = send_request(&stream, put, |n| {
             moved += n;
-            for s in sent {
+            for s in put.sent {
                 s.fetch_add(n, Ordering::Relaxed);
             }
         })
@@ -145,16 +124,16 @@ impl Pool {
             // reading it all; its answer says more than the broken pipe.
             if let Failure::Network(_) = failure
                 && let Ok(Ok((resp, _))) =
-                    tokio::time::timeout(Duration::from_secs(1), read_response(&mut stream, activity)).await
+                    tokio::time::timeout(Duration::from_secs(1), read_response(&mut stream, put.activity)).await
             {
                 return Ok(resp);
             }
             return Err(failure);
         }
-        match read_response(&mut stream, activity).await {
+        match read_response(&mut stream, put.activity).await {
             Ok((resp, reusable)) => {
                 if reusable {
-                    self.checkin(host, port, stream);
+                    self.checkin(put.host, put.port, stream);
                 }
                 Ok(resp)
             }
@@ -162,6 +141,19 @@ impl Pool {
             Err(e) => Err(Failure::Network(e)),
         }
     }
+}
+
+/// One PUT with a file body.
+pub struct Put<'a> {
+    pub host: &'a str,
+    pub port: u16,
+    /// Request line and headers, ending with the empty line.
+    pub head: &'a [u8],
+    pub range: &'a FileRange,
+    pub activity: &'a Activity,
+    /// Counters added to as the kernel takes the part's bytes; the caller
+    /// takes them back if the attempt fails.
+    pub sent: &'a [&'a AtomicU64],
 }
 
 async fn connect(host: &str, port: u16) -> io::Result<TcpStream> {
@@ -188,34 +180,39 @@ fn still_open(stream: &TcpStream) -> bool {
     n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
 }
 
+/// Runs a non-blocking write `op` once the socket can take bytes, until it
+/// moves some: waits out a full socket and tries again after a signal.
+async fn write_some(stream: &TcpStream, mut op: impl FnMut() -> io::Result<usize>) -> io::Result<usize> {
+    loop {
+        stream.writable().await?;
+        match stream.try_io(tokio::io::Interest::WRITABLE, &mut op) {
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
+            other => return other,
+        }
+    }
+}
+
+/// The result of a system call that returns a count or -1.
+fn count(n: isize) -> io::Result<usize> {
+    if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
+}
+
 /// Writes the head (held back with MSG_MORE so that it leaves with the
 /// first body bytes), then the file range with sendfile.
-async fn send_request(
-    stream: &TcpStream,
-    head: &[u8],
-    range: &FileRange,
-    activity: &Activity,
-    mut progress: impl FnMut(u64),
-) -> Result<(), Failure> {
+async fn send_request(stream: &TcpStream, put: &Put<'_>, mut progress: impl FnMut(u64)) -> Result<(), Failure> {
     let fd = stream.as_raw_fd();
-    let mut rest = head;
+    let range = put.range;
+    let more = if range.len > 0 { libc::MSG_MORE } else { 0 };
+    let mut rest = put.head;
     while !rest.is_empty() {
-        stream.writable().await.map_err(Failure::Network)?;
-        let more = if range.len > 0 { libc::MSG_MORE } else { 0 };
-        let r = stream.try_io(tokio::io::Interest::WRITABLE, || {
-            // SAFETY: `rest` is a live slice; the flags ask for no signal.
-            let n = unsafe { libc::send(fd, rest.as_ptr().cast(), rest.len(), more | libc::MSG_NOSIGNAL) };
-            if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
-        });
-        match r {
-            Ok(n) => {
-                rest = &rest[n..];
-                activity.touch();
-            }
-            // A signal during the call: try again.
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
-            Err(e) => return Err(Failure::Network(e)),
-        }
+        // SAFETY: `rest` is a live slice; the flags ask for no signal.
+        let sent = write_some(stream, || count(unsafe {
+            libc::send(fd, rest.as_ptr().cast(), rest.len(), more | libc::MSG_NOSIGNAL)
+        }))
+        .await
+        .map_err(Failure::Network)?;
+        rest = &rest[sent..];
+        put.activity.touch();
     }
 
     let file_fd = range.file.as_raw_fd();
@@ -223,29 +220,18 @@ async fn send_request(
     let mut offset = range.offset as libc::off_t;
     let mut first = true;
     while (offset as u64) < end {
-        stream.writable().await.map_err(Failure::Network)?;
         let want = ((end - offset as u64) as usize).min(SENDFILE_MAX);
-        let r = stream.try_io(tokio::io::Interest::WRITABLE, || {
-            // SAFETY: both descriptors are open for the whole call; the
-            // kernel advances `offset`, not the file's position.
-            let n = unsafe { libc::sendfile(fd, file_fd, &mut offset, want) };
-            if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
-        });
-        match r {
-            Ok(0) => {
-                return Err(Failure::File(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the file became shorter while it was being uploaded",
-                )));
-            }
-            Ok(n) => {
-                first = false;
-                activity.touch();
-                progress(n as u64);
-            }
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
-            Err(e) => return Err(classify_sendfile_error(e, first)),
+        // SAFETY: both descriptors are open for the whole call; the kernel
+        // advances `offset`, not the file's position.
+        let sent = write_some(stream, || count(unsafe { libc::sendfile(fd, file_fd, &mut offset, want) }))
+            .await
+            .map_err(|e| classify_sendfile_error(e, first))?;
+        if sent == 0 {
+            return Err(Failure::File(crate::http::file_got_shorter()));
         }
+        first = false;
+        put.activity.touch();
+        progress(sent as u64);
     }
     Ok(())
 }
@@ -286,9 +272,8 @@ pub(crate) async fn read_response<R: AsyncRead + Unpin>(
                     if buf.len() >= MAX_HEAD {
                         return Err(protocol("response head is too large".into()));
                     }
-                    if fill(r, &mut buf, activity).await? == 0 {
-                        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "socket hang up"));
-                    }
+                    let more = buf.len() + 1;
+                    fill_to(r, &mut buf, more, activity).await?;
                 }
             }
         };
@@ -310,11 +295,7 @@ pub(crate) async fn read_response<R: AsyncRead + Unpin>(
             if len > crate::http::MAX_RESPONSE_BODY {
                 return Err(protocol("response body is larger than expected".into()));
             }
-            while buf.len() < len {
-                if fill(r, &mut buf, activity).await? == 0 {
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "socket hang up"));
-                }
-            }
+            fill_to(r, &mut buf, len, activity).await?;
             if buf.len() > len {
                 // Bytes after the answer that nobody asked for.
                 reusable = false;
@@ -361,11 +342,7 @@ async fn read_chunked<R: AsyncRead + Unpin>(r: &mut R, mut buf: Vec<u8>, activit
         if body.len().saturating_add(size) > crate::http::MAX_RESPONSE_BODY {
             return Err(protocol("response body is larger than expected".into()));
         }
-        while buf.len() < size + 2 {
-            if fill(r, &mut buf, activity).await? == 0 {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "socket hang up"));
-            }
-        }
+        fill_to(r, &mut buf, size + 2, activity).await?;
         body.extend_from_slice(&buf[..size]);
         buf.drain(..size + 2);
     }
@@ -379,6 +356,17 @@ async fn fill<R: AsyncRead + Unpin>(r: &mut R, buf: &mut Vec<u8>, activity: &Act
         activity.touch();
     }
     Ok(n)
+}
+
+/// Reads until `buf` holds at least `len` bytes; the peer closing first is
+/// a hang-up.
+async fn fill_to<R: AsyncRead + Unpin>(r: &mut R, buf: &mut Vec<u8>, len: usize, activity: &Activity) -> io::Result<()> {
+    while buf.len() < len {
+        if fill(r, buf, activity).await? == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "socket hang up"));
+        }
+    }
+    Ok(())
 }
 
 fn protocol(message: String) -> io::Error {
