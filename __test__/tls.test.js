@@ -68,3 +68,40 @@ test('ssl_verify: true refuses a certificate no system root signed, with a clear
 test('ssl_verify: a CA bundle that does not exist is an InvalidArgument at construction', () => {
   expect(() => httpsClient({ ssl_verify: path.join(TLS, 'missing.pem') })).toThrow(expect.objectContaining({ code: 'InvalidArgument' }));
 });
+
+describe("the test server's own HTTPS port (rustls on both sides, as the benchmark uses it)", () => {
+  const direct = h.useServer({ tls: { cert: path.join(TLS, 'cert.pem'), key: path.join(TLS, 'key.pem') } });
+
+  test('a multi-part upload over kept-alive TLS connections: same bytes, same ETag as the reference SDK', async () => {
+    expect(direct.server.endpoint).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
+    const file = h.makeFile(direct.dir, 3 * 5 * h.MB + 17);
+    const ours = h.uniqueKey('tls-direct');
+    const theirs = h.uniqueKey('tls-direct-ref');
+    const options = { PartSize: 5 * h.MB, TaskNum: 2 };
+    const a = await h
+      .clientFor(direct.server, { ssl_verify: path.join(TLS, 'ca.pem') })
+      .uploadFile({ Bucket: h.BUCKET, Key: ours, UploadFile: file, ...options });
+    const ref = await h.referenceClientFor(direct.server);
+    const b = await new Promise((resolve) =>
+      ref.uploadFile({ Bucket: h.BUCKET, Key: theirs, UploadFile: file, ...options }, (err, r) => resolve(err || r)),
+    );
+    expect(a.CommonMsg.Status).toBe(200);
+    expect(b.CommonMsg.Status).toBe(200);
+    expect(a.InterfaceResult.ETag).toBe(b.InterfaceResult.ETag);
+    await h.expectUploaded(direct.server, ours, file);
+    await h.expectUploaded(direct.server, theirs, file);
+    // Four parts from each client, every one answered over TLS.
+    const puts = await h.partPuts(direct.server);
+    expect(puts.length).toBe(8);
+  });
+
+  test('a client that refuses the certificate (ssl_verify: true) sends nothing', async () => {
+    const file = h.makeFile(direct.dir, 1000);
+    const err = await h
+      .clientFor(direct.server, { ssl_verify: true, max_retry_count: 0 })
+      .uploadFile({ Bucket: h.BUCKET, Key: h.uniqueKey(), UploadFile: file })
+      .catch((e) => e);
+    expect(err.code).toBe('InitiateMultipartUploadFailed');
+    expect((await direct.server.stats()).requests).toEqual([]);
+  });
+});

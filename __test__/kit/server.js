@@ -148,7 +148,8 @@ function readReadyLine(child, stderrTail) {
  * secretKey, securityToken (the keys are then temporary credentials: signed requests
  * must carry this token), domain (string or array, for virtual-hosted-style
  * addressing; mode 'obs' wants one, e.g. 'obs.test'), root (a folder to serve; by
- * default a fresh temp folder, removed again by close()).
+ * default a fresh temp folder, removed again by close()), tls ({cert, key}: PEM
+ * files; the S3 port then speaks HTTPS and `endpoint` starts with https://).
  */
 async function startServer({
   mode = 's3',
@@ -158,6 +159,7 @@ async function startServer({
   securityToken,
   domain,
   root,
+  tls,
 } = {}) {
   const bin = ensureBuilt();
   const ak = accessKey || DEFAULT_ACCESS_KEY;
@@ -170,6 +172,7 @@ async function startServer({
   if (securityToken) args.push('--security-token', securityToken);
   for (const bucket of buckets || []) args.push('--bucket', bucket);
   for (const d of domains) args.push('--domain', d);
+  if (tls) args.push('--tls-cert', tls.cert, '--tls-key', tls.key);
 
   // stdin is a pipe we never write to: the server exits when it reaches EOF, so it
   // dies with this process even if close() is never called.
@@ -204,7 +207,7 @@ async function startServer({
   const server = {
     port,
     control,
-    endpoint: `http://127.0.0.1:${port}`,
+    endpoint: `${tls ? 'https' : 'http'}://127.0.0.1:${port}`,
     root: serverRoot,
     accessKey: ak,
     secretKey: sk,

@@ -63,11 +63,13 @@ struct Options {
     buckets: Vec<String>,
     mode: Mode,
     domains: Vec<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 const USAGE: &str = "usage: obs-testkit --root <dir> [--port 0] [--control-port 0] \
 [--access-key AK --secret-key SK] [--security-token TOKEN] [--bucket NAME]... \
-[--mode s3|obs|sink] [--domain D]...";
+[--mode s3|obs|sink] [--domain D]... [--tls-cert cert.pem --tls-key key.pem]";
 
 impl Options {
     fn parse(args: impl IntoIterator<Item = String>) -> Result<Self, String> {
@@ -81,6 +83,8 @@ impl Options {
             buckets: Vec::new(),
             mode: Mode::S3,
             domains: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
         };
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
@@ -109,6 +113,8 @@ impl Options {
                 "--security-token" => options.security_token = Some(value),
                 "--bucket" => options.buckets.push(value),
                 "--domain" => options.domains.push(value),
+                "--tls-cert" => options.tls_cert = Some(PathBuf::from(value)),
+                "--tls-key" => options.tls_key = Some(PathBuf::from(value)),
                 "--mode" => {
                     options.mode = match value.as_str() {
                         "s3" => Mode::S3,
@@ -124,6 +130,9 @@ impl Options {
         }
         if options.access_key.is_some() != options.secret_key.is_some() {
             return Err("--access-key and --secret-key go together".to_owned());
+        }
+        if options.tls_cert.is_some() != options.tls_key.is_some() {
+            return Err("--tls-cert and --tls-key go together".to_owned());
         }
         if options.security_token.is_some() && options.access_key.is_none() {
             return Err("--security-token goes with --access-key and --secret-key".to_owned());
@@ -212,7 +221,11 @@ async fn run(options: Options) -> Result<(), String> {
     };
     let front = Arc::new(Front::new(backend, ring, obs));
 
-    let s3_port = S3Port::bind(options.port, front.clone()).await?;
+    let tls = match (&options.tls_cert, &options.tls_key) {
+        (Some(cert), Some(key)) => Some(s3_port::tls_acceptor(cert, key)?),
+        _ => None,
+    };
+    let s3_port = S3Port::bind(options.port, front.clone(), tls).await?;
     let control_listener = TcpListener::bind(("127.0.0.1", options.control_port))
         .await
         .map_err(|err| {
@@ -269,5 +282,34 @@ async fn wait_for_termination() {
             eprintln!("obs-testkit: cannot listen for SIGTERM ({err}); stopping on SIGINT only");
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn parse(args: &[&str]) -> Result<Options, String> {
+        Options::parse(args.iter().map(|a| a.to_string()))
+    }
+
+    #[test]
+    fn tls_needs_both_the_certificate_and_the_key() {
+        let err = parse(&["--mode", "sink", "--tls-cert", "cert.pem"]).map(|_| ()).expect_err("refused");
+        assert!(err.contains("--tls-cert and --tls-key go together"), "{err}");
+        let err = parse(&["--mode", "sink", "--tls-key", "key.pem"]).map(|_| ()).expect_err("refused");
+        assert!(err.contains("go together"), "{err}");
+        let options = parse(&["--mode", "sink", "--tls-cert=c.pem", "--tls-key", "k.pem"]).expect("accepted");
+        assert_eq!(options.tls_cert, Some(PathBuf::from("c.pem")));
+        assert_eq!(options.tls_key, Some(PathBuf::from("k.pem")));
+    }
+
+    #[test]
+    fn an_unreadable_certificate_is_a_clear_startup_error() {
+        let err = s3_port::tls_acceptor(Path::new("/nonexistent/cert.pem"), Path::new("/nonexistent/key.pem"))
+            .map(|_| ())
+            .expect_err("refused");
+        assert!(err.starts_with("cannot read the certificate /nonexistent/cert.pem"), "{err}");
     }
 }

@@ -5,8 +5,12 @@
 //!
 //! Each connection's socket can also be told to end with a TCP reset instead of a
 //! FIN (SO_LINGER 0 on close), which is how the front injects "connection reset".
+//!
+//! With a certificate and key (`--tls-cert`, `--tls-key`) the port speaks HTTPS
+//! instead, so that benchmarks can measure clients on the TLS path.
 
 use std::io;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,12 +24,17 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Mutex, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::front::Front;
 
 pub struct S3Port {
     port: u16,
     front: Arc<Front>,
+    tls: Option<TlsAcceptor>,
     serving: Mutex<Option<Serving>>,
 }
 
@@ -37,16 +46,17 @@ struct Serving {
 
 impl S3Port {
     /// Binds (port 0 picks a free one) and starts serving.
-    pub async fn bind(port: u16, front: Arc<Front>) -> Result<Self, String> {
+    pub async fn bind(port: u16, front: Arc<Front>, tls: Option<TlsAcceptor>) -> Result<Self, String> {
         let listener = bind_listener(port).await?;
         let port = listener
             .local_addr()
             .map_err(|err| format!("S3 port address: {err}"))?
             .port();
-        let serving = spawn_accept_loop(listener, front.clone());
+        let serving = spawn_accept_loop(listener, front.clone(), tls.clone());
         Ok(Self {
             port,
             front,
+            tls,
             serving: Mutex::new(Some(serving)),
         })
     }
@@ -73,7 +83,7 @@ impl S3Port {
         let mut serving = self.serving.lock().await;
         if serving.is_none() {
             let listener = bind_listener(self.port).await?;
-            *serving = Some(spawn_accept_loop(listener, self.front.clone()));
+            *serving = Some(spawn_accept_loop(listener, self.front.clone(), self.tls.clone()));
         }
         Ok(())
     }
@@ -87,20 +97,41 @@ async fn bind_listener(port: u16) -> Result<TcpListener, String> {
         .map_err(|err| format!("cannot bind 127.0.0.1:{port}: {err}"))
 }
 
-fn spawn_accept_loop(listener: TcpListener, front: Arc<Front>) -> Serving {
+/// The TLS side of the S3 port, from a PEM certificate chain and private key.
+pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|err| format!("cannot read the certificate {}: {err}", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|err| format!("cannot read the private key {}: {err}", key.display()))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .and_then(|builder| builder.with_no_client_auth().with_single_cert(chain, key))
+    .map_err(|err| format!("TLS setup: {err}"))?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+fn spawn_accept_loop(listener: TcpListener, front: Arc<Front>, tls: Option<TlsAcceptor>) -> Serving {
     let (stop, stopped) = oneshot::channel();
-    let task = tokio::spawn(accept_loop(listener, front, stopped));
+    let task = tokio::spawn(accept_loop(listener, front, tls, stopped));
     Serving { stop, task }
 }
 
-async fn accept_loop(listener: TcpListener, front: Arc<Front>, mut stopped: oneshot::Receiver<()>) {
+async fn accept_loop(
+    listener: TcpListener,
+    front: Arc<Front>,
+    tls: Option<TlsAcceptor>,
+    mut stopped: oneshot::Receiver<()>,
+) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             _ = &mut stopped => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    connections.spawn(serve_connection(stream, front.clone()));
+                    connections.spawn(serve_connection(stream, front.clone(), tls.clone()));
                 }
                 Err(err) => {
                     // Out of file descriptors and the like: wait a little rather than spin.
@@ -116,7 +147,7 @@ async fn accept_loop(listener: TcpListener, front: Arc<Front>, mut stopped: ones
     connections.shutdown().await;
 }
 
-async fn serve_connection(stream: TcpStream, front: Arc<Front>) {
+async fn serve_connection(stream: TcpStream, front: Arc<Front>, tls: Option<TlsAcceptor>) {
     let _ = stream.set_nodelay(true);
     let fate = Arc::new(ConnectionFate::default());
     let io = ConnectionIo {
@@ -124,10 +155,19 @@ async fn serve_connection(stream: TcpStream, front: Arc<Front>) {
         fate: fate.clone(),
     };
     let service = service_fn(move |request| front.clone().handle(request, fate.clone()));
-    // An error here is a client gone away or a fault the front injected on purpose.
-    let _ = http1::Builder::new()
-        .serve_connection(TokioIo::new(io), service)
-        .await;
+    // An error here is a client gone away, a failed handshake or a fault the front
+    // injected on purpose.
+    let http = http1::Builder::new();
+    match tls {
+        None => {
+            let _ = http.serve_connection(TokioIo::new(io), service).await;
+        }
+        Some(tls) => {
+            if let Ok(io) = tls.accept(io).await {
+                let _ = http.serve_connection(TokioIo::new(io), service).await;
+            }
+        }
+    }
 }
 
 /// How a connection ends, decided by the requests on it.
