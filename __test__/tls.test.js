@@ -95,6 +95,20 @@ describe("the test server's own HTTPS port (rustls on both sides, as the benchma
     expect(puts.length).toBe(8);
   });
 
+  test('kept TLS connections the server closed are not used again (no retries allowed)', async () => {
+    const client = h.clientFor(direct.server, { ssl_verify: path.join(TLS, 'ca.pem'), max_retry_count: 0 });
+    const file = h.makeFile(direct.dir, 2 * 5 * h.MB);
+    const first = { Bucket: h.BUCKET, Key: h.uniqueKey('tls-keepalive'), UploadFile: file, PartSize: 5 * h.MB, TaskNum: 2 };
+    expect((await client.uploadFile(first)).CommonMsg.Status).toBe(200);
+    // The restart closes every connection the client keeps for reuse.
+    await direct.server.stopS3();
+    await direct.server.startS3();
+    const second = { ...first, Key: h.uniqueKey('tls-keepalive') };
+    expect((await client.uploadFile(second)).CommonMsg.Status).toBe(200);
+    await h.expectUploaded(direct.server, first.Key, file);
+    await h.expectUploaded(direct.server, second.Key, file);
+  });
+
   test('a client that refuses the certificate (ssl_verify: true) sends nothing', async () => {
     const file = h.makeFile(direct.dir, 1000);
     const err = await h
