@@ -1,6 +1,7 @@
 //! Part uploads over plain HTTP on Linux without copying the part through
 //! user space: the request head is written to the socket, then the part's
-//! bytes go from the page cache to the socket with sendfile(2). A profile of
+//! bytes go from the page cache to the socket with sendfile(2), called on
+//! the blocking pool (it reads the file synchronously). A profile of
 //! the buffered path showed the two copies (file into a buffer, buffer into
 //! the socket) and the thread hand-offs around them as most of the client's
 //! CPU. HTTPS, proxies and other platforms keep the buffered path in
@@ -13,9 +14,10 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -215,25 +217,96 @@ async fn send_request(stream: &TcpStream, put: &Put<'_>, mut progress: impl FnMu
         put.activity.touch();
     }
 
-    let file_fd = range.file.as_raw_fd();
     let end = range.offset + range.len;
-    let mut offset = range.offset as libc::off_t;
+    let mut offset = range.offset;
     let mut first = true;
-    while (offset as u64) < end {
-        let want = ((end - offset as u64) as usize).min(SENDFILE_MAX);
-        // SAFETY: both descriptors are open for the whole call; the kernel
-        // advances `offset`, not the file's position.
-        let sent = write_some(stream, || count(unsafe { libc::sendfile(fd, file_fd, &mut offset, want) }))
-            .await
-            .map_err(|e| classify_sendfile_error(e, first))?;
+    let body = BodySender {
+        socket: Arc::new(stream.as_fd().try_clone_to_owned().map_err(Failure::Network)?),
+        file: range.file.clone(),
+        cancelled: Arc::new(AtomicBool::new(false)),
+    };
+    while offset < end {
+        let want = ((end - offset) as usize).min(SENDFILE_MAX);
+        let sent = body.send(offset, want).await.map_err(|e| classify_sendfile_error(e, first))?;
         if sent == 0 {
             return Err(Failure::File(crate::http::file_got_shorter()));
         }
+        offset += sent as u64;
         first = false;
         put.activity.touch();
         progress(sent as u64);
     }
     Ok(())
+}
+
+/// The body's sendfile calls, made on the blocking pool. sendfile reads the
+/// file synchronously: from a slow disk or a hung network mount that can
+/// take as long as the disk does, and a runtime worker waiting in it would
+/// hold up every task queued on that worker, the idle watchdog's timer
+/// included. Here the worker only awaits the call, so the watchdog can
+/// always give up on it.
+struct BodySender {
+    /// A duplicate of the connection's descriptor, so that a call still
+    /// running after the request was given up never writes to a descriptor
+    /// number that has been closed and reused.
+    socket: Arc<OwnedFd>,
+    file: Arc<std::fs::File>,
+    /// Set when the request is given up: a call waiting for socket space
+    /// stops within `CANCEL_CHECK_MS`.
+    cancelled: Arc<AtomicBool>,
+}
+
+/// How often a sendfile call waiting for socket space checks whether its
+/// request was given up.
+const CANCEL_CHECK_MS: libc::c_int = 100;
+
+impl BodySender {
+    /// Sends up to `want` bytes of the file from `offset`; waits (on the
+    /// blocking thread) until the socket takes some. 0 means the file ended.
+    async fn send(&self, offset: u64, want: usize) -> io::Result<usize> {
+        loop {
+            let (socket, file, cancelled) = (self.socket.clone(), self.file.clone(), self.cancelled.clone());
+            let call = tokio::task::spawn_blocking(move || sendfile_waiting(&socket, &file, offset, want, &cancelled));
+            match call.await.unwrap_or_else(|e| Err(io::Error::other(e.to_string()))) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => return other,
+            }
+        }
+    }
+}
+
+impl Drop for BodySender {
+    fn drop(&mut self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+    }
+}
+
+/// One sendfile call, waiting with poll(2) while the socket is full.
+fn sendfile_waiting(
+    socket: &OwnedFd,
+    file: &std::fs::File,
+    offset: u64,
+    want: usize,
+    cancelled: &AtomicBool,
+) -> io::Result<usize> {
+    loop {
+        if cancelled.load(Ordering::Relaxed) {
+            return Err(io::Error::other("the request was given up"));
+        }
+        let mut at = offset as libc::off_t;
+        // SAFETY: both descriptors stay open for the call (owned by the
+        // caller's Arcs); the kernel advances `at`, not the file's position.
+        match count(unsafe { libc::sendfile(socket.as_raw_fd(), file.as_raw_fd(), &mut at, want) }) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let mut ready = libc::pollfd { fd: socket.as_raw_fd(), events: libc::POLLOUT, revents: 0 };
+                // SAFETY: one pollfd on the stack for one call. Errors and
+                // hang-ups are left to the next sendfile to report.
+                unsafe { libc::poll(&mut ready, 1, CANCEL_CHECK_MS) };
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
+    }
 }
 
 fn classify_sendfile_error(e: io::Error, first: bool) -> Failure {
@@ -425,5 +498,72 @@ mod tests {
             parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").await.unwrap_err().kind(),
             io::ErrorKind::InvalidData
         );
+    }
+
+    /// A connected pair on loopback: our end (non-blocking, as tokio keeps
+    /// it) and the peer's.
+    async fn pair() -> (TcpStream, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let ours = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (peer, _) = listener.accept().unwrap();
+        (ours, peer)
+    }
+
+    fn body_for(stream: &TcpStream, file: std::fs::File) -> BodySender {
+        BodySender {
+            socket: Arc::new(stream.as_fd().try_clone_to_owned().unwrap()),
+            file: Arc::new(file),
+            cancelled: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_file_goes_out_as_it_is_and_its_end_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let (stream, mut peer) = pair().await;
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            std::io::Read::read_to_end(&mut peer, &mut got).unwrap();
+            got
+        });
+        let body = body_for(&stream, std::fs::File::open(&path).unwrap());
+        let mut offset = 1000u64;
+        while offset < data.len() as u64 {
+            offset += body.send(offset, 64 * 1024).await.unwrap() as u64;
+        }
+        assert_eq!(body.send(offset, 10).await.unwrap(), 0, "past the end: nothing more to send");
+        drop(body);
+        drop(stream);
+        assert_eq!(reader.join().unwrap(), &data[1000..]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_call_waiting_on_a_full_socket_ends_when_the_request_is_given_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(dir.path().join("big")).unwrap();
+        file.set_len(256 << 20).unwrap();
+        let (stream, _peer) = pair().await; // the peer never reads
+        let body = body_for(&stream, file);
+        let socket = Arc::downgrade(&body.socket);
+        // Fill the socket until a call has to wait for space.
+        let mut offset = 0u64;
+        loop {
+            match tokio::time::timeout(Duration::from_millis(500), body.send(offset, SENDFILE_MAX)).await {
+                Ok(sent) => offset += sent.unwrap() as u64,
+                Err(_) => break,
+            }
+            assert!(offset < 256 << 20, "the socket never filled");
+        }
+        // The waiting call still holds the descriptor; giving up releases it.
+        assert!(socket.strong_count() >= 2, "the waiting call holds the socket");
+        drop(body);
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while socket.strong_count() > 0 {
+            assert!(std::time::Instant::now() < deadline, "the blocking call did not stop");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
