@@ -37,6 +37,8 @@ const MAX_IDLE: usize = 128;
 /// call, loopback delivery included, before another thread gets the CPU;
 /// 1 MiB bounds that stint and measured no dearer than 4 MiB.
 const SENDFILE_MAX: usize = 1 << 20;
+/// Interim (1xx) answers skipped before one is taken as a broken server.
+const MAX_INTERIM: usize = 16;
 /// A response head larger than this is refused.
 const MAX_HEAD: usize = 64 * 1024;
 
@@ -122,11 +124,14 @@ impl Pool {
                 Failure::Network(e) if reused && moved == 0 => return Err(Failure::Stale(e)),
                 other => other,
             };
-            // A server that refuses a request may answer and close before
-            // reading it all; its answer says more than the broken pipe.
+            // A server that refuses a request may answer and close (or stop
+            // reading) before taking it all; its answer says more than the
+            // broken pipe. A success for a body that did not all go out is
+            // not believed.
             if let Failure::Network(_) = failure
                 && let Ok(Ok((resp, _))) =
                     tokio::time::timeout(Duration::from_secs(1), read_response(&mut stream, put.activity)).await
+                && !resp.is_success()
             {
                 return Ok(resp);
             }
@@ -281,6 +286,18 @@ impl Drop for BodySender {
     }
 }
 
+/// The server answered, or closed, while the body was still going out.
+#[derive(Debug)]
+struct EarlyAnswer;
+
+impl std::fmt::Display for EarlyAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the server answered before taking the whole body")
+    }
+}
+
+impl std::error::Error for EarlyAnswer {}
+
 /// One sendfile call, waiting with poll(2) while the socket is full.
 fn sendfile_waiting(
     socket: &OwnedFd,
@@ -298,10 +315,15 @@ fn sendfile_waiting(
         // caller's Arcs); the kernel advances `at`, not the file's position.
         match count(unsafe { libc::sendfile(socket.as_raw_fd(), file.as_raw_fd(), &mut at, want) }) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                let mut ready = libc::pollfd { fd: socket.as_raw_fd(), events: libc::POLLOUT, revents: 0 };
+                let mut ready = libc::pollfd { fd: socket.as_raw_fd(), events: libc::POLLOUT | libc::POLLIN, revents: 0 };
                 // SAFETY: one pollfd on the stack for one call. Errors and
                 // hang-ups are left to the next sendfile to report.
-                unsafe { libc::poll(&mut ready, 1, CANCEL_CHECK_MS) };
+                let n = unsafe { libc::poll(&mut ready, 1, CANCEL_CHECK_MS) };
+                // The server speaks before the body is all in and takes no
+                // more: it has answered early (a refusal) or is closing.
+                if n > 0 && ready.revents & libc::POLLIN != 0 && ready.revents & libc::POLLOUT == 0 {
+                    return Err(io::Error::new(io::ErrorKind::ConnectionAborted, EarlyAnswer));
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             other => return other,
@@ -309,13 +331,20 @@ fn sendfile_waiting(
     }
 }
 
+/// Whose fault a failed sendfile is. Only errors that can come from
+/// reading the file are the file's (not retried); anything else (the
+/// socket's errors, an ICMP error reported after retransmissions, ENOBUFS)
+/// is the network's, which the retry loop tries again.
 fn classify_sendfile_error(e: io::Error, first: bool) -> Failure {
+    if e.get_ref().is_some_and(|inner| inner.is::<EarlyAnswer>()) {
+        return Failure::Network(e);
+    }
     match e.raw_os_error() {
         Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) if first => Failure::Unsupported,
-        Some(libc::EPIPE | libc::ECONNRESET | libc::ECONNABORTED | libc::ENOTCONN | libc::ETIMEDOUT) => {
-            Failure::Network(e)
+        Some(libc::EIO | libc::EINVAL | libc::EOVERFLOW | libc::ESTALE | libc::ENXIO | libc::EBADF) | None => {
+            Failure::File(e)
         }
-        _ => Failure::File(e),
+        Some(_) => Failure::Network(e),
     }
 }
 
@@ -326,6 +355,7 @@ pub(crate) async fn read_response<R: AsyncRead + Unpin>(
     activity: &Activity,
 ) -> io::Result<(Response, bool)> {
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    let mut interim = 0;
     loop {
         let parsed = loop {
             let mut headers = [httparse::EMPTY_HEADER; 128];
@@ -353,10 +383,14 @@ pub(crate) async fn read_response<R: AsyncRead + Unpin>(
         let (head_len, status, keep_alive_default, headers) = parsed;
         buf.drain(..head_len);
         if (100..200).contains(&status) {
+            interim += 1;
+            if interim > MAX_INTERIM {
+                return Err(protocol("too many interim (1xx) answers".into()));
+            }
             continue;
         }
         let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim());
-        let close = header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let close = header("connection").is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")));
         let mut reusable = keep_alive_default && !close;
         let chunked = header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
         let body = if status == 204 || status == 304 {
@@ -565,5 +599,75 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "the blocking call did not stop");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refusal_before_the_body_is_in_is_the_answer_even_if_the_server_keeps_the_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(dir.path().join("big")).unwrap();
+        file.set_len(256 << 20).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // Reads the head, answers 403, then neither reads nor closes until
+        // the test is done.
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                std::io::Read::read_exact(&mut conn, &mut byte).unwrap();
+                head.push(byte[0]);
+            }
+            let body = "<Error><Code>AccessDenied</Code></Error>";
+            let answer = format!("HTTP/1.1 403 Forbidden\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+            std::io::Write::write_all(&mut conn, answer.as_bytes()).unwrap();
+            let _ = wait.recv_timeout(Duration::from_secs(10));
+        });
+        let range = FileRange { file: Arc::new(file), offset: 0, len: 256 << 20, sent: None };
+        let activity = Activity::new();
+        let attempt = AtomicU64::new(0);
+        let head = format!("PUT /b/k HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\n\r\n", 256 << 20);
+        let put = Put { host: "127.0.0.1", port, head: head.as_bytes(), range: &range, activity: &activity, sent: &[&attempt] };
+        let pool = Pool::default();
+        let resp = tokio::time::timeout(Duration::from_secs(4), pool.put(&put))
+            .await
+            .expect("the answer, not a wait for the watchdog")
+            .expect("the server's answer");
+        assert_eq!(resp.status, 403);
+        assert_eq!(&resp.body[..], b"<Error><Code>AccessDenied</Code></Error>");
+        assert!(attempt.load(Ordering::Relaxed) < 256 << 20, "the body did not all go out");
+        drop(pool);
+        done.send(()).unwrap();
+        server.join().unwrap();
+    }
+
+    #[tokio::test]
+    async fn connection_close_among_other_tokens_and_endless_interim_answers() {
+        let (_, reusable) = parse(b"HTTP/1.1 200 OK\r\nConnection: keep-alive, Close\r\nContent-Length: 0\r\n\r\n").await.unwrap();
+        assert!(!reusable);
+        let flood = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(MAX_INTERIM + 1);
+        assert_eq!(parse(&flood).await.unwrap_err().kind(), io::ErrorKind::InvalidData);
+        let mut enough = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(MAX_INTERIM);
+        enough.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(parse(&enough).await.unwrap().0.status, 200);
+    }
+
+    #[test]
+    fn sendfile_errors_are_the_file_s_only_when_reading_the_file_can_cause_them() {
+        let kind = |errno: i32, first: bool| match classify_sendfile_error(io::Error::from_raw_os_error(errno), first) {
+            Failure::Unsupported => "unsupported",
+            Failure::File(_) => "file",
+            Failure::Network(_) => "network",
+            Failure::Connect(_) | Failure::Stale(_) => "other",
+        };
+        assert_eq!(kind(libc::EINVAL, true), "unsupported");
+        assert_eq!(kind(libc::EINVAL, false), "file");
+        assert_eq!(kind(libc::EIO, false), "file");
+        for errno in [libc::EPIPE, libc::ECONNRESET, libc::EHOSTUNREACH, libc::ENETUNREACH, libc::ENOBUFS, libc::ETIMEDOUT] {
+            assert_eq!(kind(errno, false), "network", "errno {errno}");
+        }
+        let early = io::Error::new(io::ErrorKind::ConnectionAborted, EarlyAnswer);
+        assert!(matches!(classify_sendfile_error(early, true), Failure::Network(_)));
     }
 }
