@@ -365,14 +365,14 @@ impl Client {
         }
         headers.push(("User-Agent".into(), self.config.user_agent.clone()));
 
-        // Bytes of this attempt's body added to the upload's count, taken
-        // back below unless the attempt succeeds.
-        let attempt = Arc::new(AtomicU64::new(0));
+        let total = match &req.body {
+            Body::File(range) => range.sent.clone(),
+            _ => None,
+        };
+        let attempt = Arc::new(Attempt::new(total));
         let result = self.send_prepared(req, &target, &url, &headers, &host, &attempt).await;
-        if let Body::File(FileRange { sent: Some(total), .. }) = &req.body
-            && !matches!(&result, Ok(r) if r.is_success())
-        {
-            total.fetch_sub(attempt.load(Ordering::Relaxed), Ordering::Relaxed);
+        if !matches!(&result, Ok(r) if r.is_success()) {
+            attempt.take_back();
         }
         result
     }
@@ -386,7 +386,7 @@ impl Client {
         url: &str,
         headers: &[(String, String)],
         host: &str,
-        attempt: &Arc<AtomicU64>,
+        attempt: &Arc<Attempt>,
     ) -> Result<Response> {
         #[cfg(target_os = "linux")]
         if let (Some(pool), Body::File(range)) = (&self.sendfile, &req.body)
@@ -437,7 +437,7 @@ impl Client {
         headers: &[(String, String)],
         host: &str,
         range: &FileRange,
-        attempt: &AtomicU64,
+        attempt: &Attempt,
     ) -> Option<Result<Response>> {
         use crate::sendfile::Failure;
         let mut head = format!("{method} {target} HTTP/1.1\r\n");
@@ -450,12 +450,8 @@ impl Client {
         head.push_str("\r\n");
         let port = self.config.endpoint.port;
         let activity = Activity::new();
-        let mut sent = vec![attempt];
-        if let Some(total) = &range.sent {
-            sent.push(total);
-        }
         let exchange = async {
-            let put = crate::sendfile::Put { host, port, head: head.as_bytes(), range, activity: &activity, sent: &sent };
+            let put = crate::sendfile::Put { host, port, head: head.as_bytes(), range, activity: &activity, attempt };
             match pool.put(&put).await {
                 Ok(resp) => Ok(Some(resp)),
                 Err(Failure::Unsupported) => Ok(None),
@@ -538,15 +534,14 @@ impl Activity {
 fn file_stream(
     range: FileRange,
     activity: Arc<Activity>,
-    attempt_sent: Arc<AtomicU64>,
+    attempt: Arc<Attempt>,
     failure: Arc<Mutex<Option<std::io::Error>>>,
 ) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
     let state = (range.offset, range.offset + range.len);
     futures_util::stream::unfold(state, move |(pos, end)| {
         let file = range.file.clone();
-        let total = range.sent.clone();
         let activity = activity.clone();
-        let attempt_sent = attempt_sent.clone();
+        let attempt = attempt.clone();
         let failure = failure.clone();
         async move {
             if pos >= end {
@@ -566,10 +561,7 @@ fn file_stream(
                 Ok(chunk) => {
                     activity.touch();
                     let n = chunk.len() as u64;
-                    attempt_sent.fetch_add(n, Ordering::Relaxed);
-                    if let Some(t) = &total {
-                        t.fetch_add(n, Ordering::Relaxed);
-                    }
+                    attempt.add(n);
                     Some((Ok(chunk), (pos + n, end)))
                 }
                 Err(e) => {
@@ -580,6 +572,58 @@ fn file_stream(
             }
         }
     })
+}
+
+/// The bytes one attempt has added to its upload's running count (the
+/// progress figure). A failed attempt takes them back, once; a body stream
+/// that the HTTP client still holds after that adds nothing more, so the
+/// count never keeps bytes that a retry will send again.
+pub(crate) struct Attempt {
+    counted: AtomicU64,
+    total: Option<Arc<AtomicU64>>,
+}
+
+/// `counted` once the attempt's bytes were taken back.
+const TAKEN_BACK: u64 = u64::MAX;
+
+impl Attempt {
+    pub(crate) fn new(total: Option<Arc<AtomicU64>>) -> Attempt {
+        Attempt { counted: AtomicU64::new(0), total }
+    }
+
+    /// Counts `n` more bytes handed to the socket.
+    pub(crate) fn add(&self, n: u64) {
+        // Added to the total first and removed again if the attempt is
+        // over, so the total never dips below what other parts have sent.
+        if let Some(total) = &self.total {
+            total.fetch_add(n, Ordering::AcqRel);
+        }
+        let counted = self.counted.fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| (c != TAKEN_BACK).then(|| c + n));
+        if counted.is_err()
+            && let Some(total) = &self.total
+        {
+            total.fetch_sub(n, Ordering::AcqRel);
+        }
+    }
+
+    /// Bytes counted so far (0 once taken back).
+    #[cfg(test)]
+    pub(crate) fn counted(&self) -> u64 {
+        match self.counted.load(Ordering::Acquire) {
+            TAKEN_BACK => 0,
+            n => n,
+        }
+    }
+
+    /// Removes this attempt's bytes from the total; later `add`s do nothing.
+    pub(crate) fn take_back(&self) {
+        let counted = self.counted.swap(TAKEN_BACK, Ordering::AcqRel);
+        if counted != TAKEN_BACK
+            && let Some(total) = &self.total
+        {
+            total.fetch_sub(counted, Ordering::AcqRel);
+        }
+    }
 }
 
 /// The error of a file that ends before the part being sent from it.
@@ -724,6 +768,45 @@ fn timeout_error(host: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_body_stream_read_after_its_attempt_failed_counts_nothing() {
+        use futures_util::StreamExt;
+        let path = std::env::temp_dir().join(format!("obs-attempt-{}", std::process::id()));
+        std::fs::write(&path, vec![7u8; 3 * buffer::CHUNK]).unwrap();
+        let file = Arc::new(std::fs::File::open(&path).unwrap());
+        let _ = std::fs::remove_file(&path);
+        // 1000 bytes of other parts are already in the upload's count.
+        let total = Arc::new(AtomicU64::new(1000));
+        let range = FileRange { file, offset: 0, len: 3 * buffer::CHUNK as u64, sent: Some(total.clone()) };
+        let attempt = Arc::new(Attempt::new(Some(total.clone())));
+        let mut body = Box::pin(file_stream(range, Arc::new(Activity::new()), attempt.clone(), Default::default()));
+        body.next().await.unwrap().unwrap();
+        assert_eq!(total.load(Ordering::Relaxed), 1000 + buffer::CHUNK as u64);
+        attempt.take_back();
+        assert_eq!(total.load(Ordering::Relaxed), 1000);
+        // The HTTP client may still pull from a stream it holds.
+        body.next().await.unwrap().unwrap();
+        assert_eq!(total.load(Ordering::Relaxed), 1000, "a chunk read after the take-back is not counted");
+        attempt.take_back();
+        assert_eq!(total.load(Ordering::Relaxed), 1000, "taking back twice takes nothing more");
+        assert_eq!(attempt.counted(), 0);
+    }
+
+    #[test]
+    fn counting_racing_a_take_back_leaves_the_total_exact() {
+        for _ in 0..200 {
+            let total = Arc::new(AtomicU64::new(0));
+            let attempt = Arc::new(Attempt::new(Some(total.clone())));
+            let adder = {
+                let attempt = attempt.clone();
+                std::thread::spawn(move || (0..1000).for_each(|_| attempt.add(1)))
+            };
+            attempt.take_back();
+            adder.join().unwrap();
+            assert_eq!(total.load(Ordering::Relaxed), 0);
+        }
+    }
 
     #[test]
     fn paths_keep_unreserved_and_slash_only() {

@@ -17,14 +17,14 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpStream;
 
-use crate::http::{Activity, FileRange, Response};
+use crate::http::{Activity, Attempt, FileRange, Response};
 
 /// A kept connection older than this is closed rather than reused: servers
 /// close idle connections, and a reused one that turns out closed costs a
@@ -114,9 +114,7 @@ impl Pool {
         let mut moved = 0u64;
         let written = send_request(&stream, put, |n| {
             moved += n;
-            for s in put.sent {
-                s.fetch_add(n, Ordering::Relaxed);
-            }
+            put.attempt.add(n);
         })
         .await;
         if let Err(failure) = written {
@@ -158,9 +156,9 @@ pub struct Put<'a> {
     pub head: &'a [u8],
     pub range: &'a FileRange,
     pub activity: &'a Activity,
-    /// Counters added to as the kernel takes the part's bytes; the caller
-    /// takes them back if the attempt fails.
-    pub sent: &'a [&'a AtomicU64],
+    /// Counts the part's bytes as the kernel takes them; the caller takes
+    /// them back if the attempt fails.
+    pub attempt: &'a Attempt,
 }
 
 async fn connect(host: &str, port: u16) -> io::Result<TcpStream> {
@@ -627,9 +625,9 @@ mod tests {
         });
         let range = FileRange { file: Arc::new(file), offset: 0, len: 256 << 20, sent: None };
         let activity = Activity::new();
-        let attempt = AtomicU64::new(0);
+        let attempt = Attempt::new(None);
         let head = format!("PUT /b/k HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\n\r\n", 256 << 20);
-        let put = Put { host: "127.0.0.1", port, head: head.as_bytes(), range: &range, activity: &activity, sent: &[&attempt] };
+        let put = Put { host: "127.0.0.1", port, head: head.as_bytes(), range: &range, activity: &activity, attempt: &attempt };
         let pool = Pool::default();
         let resp = tokio::time::timeout(Duration::from_secs(4), pool.put(&put))
             .await
@@ -637,7 +635,7 @@ mod tests {
             .expect("the server's answer");
         assert_eq!(resp.status, 403);
         assert_eq!(&resp.body[..], b"<Error><Code>AccessDenied</Code></Error>");
-        assert!(attempt.load(Ordering::Relaxed) < 256 << 20, "the body did not all go out");
+        assert!(attempt.counted() < 256 << 20, "the body did not all go out");
         drop(pool);
         done.send(()).unwrap();
         server.join().unwrap();
