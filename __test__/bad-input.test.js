@@ -255,6 +255,10 @@ describe('constructor', () => {
   test.each([
     [{ server: 'http://127.0.0.1:notaport' }, /port/],
     [{ server: '127.0.0.1', signature: 'v9' }, /signature 'v9'/],
+    [{ server: 'http://[::1' }, /^Server is not a valid IPv6 address in brackets: http:\/\/\[::1$/],
+    [{ server: 'http://[::1]x:80' }, /IPv6/],
+    [{ server: 'http://[zz::1]:80' }, /IPv6/],
+    [{ server: 'http://[::1]:0' }, /port/],
   ])('unusable options %j throw an InvalidArgument', (options, message) => {
     expect(() => new h.ObsClient(options)).toThrow(expect.objectContaining({ code: 'InvalidArgument', message: expect.stringMatching(message) }));
   });

@@ -93,3 +93,13 @@ test.each(TRANSPORTS)('%s: a file that shrinks during the upload fails with File
   expect(again.CommonMsg.Status).toBe(200);
   await h.expectUploaded(server, p.Key, file);
 });
+
+test.each(TRANSPORTS)('%s: an IPv6 literal endpoint in brackets is reached and signed (v4-mapped loopback, server on 127.0.0.1)', async (_, value) => {
+  const port = new URL(server.endpoint).port;
+  const client = clientWith(value, { server: `http://[::ffff:127.0.0.1]:${port}` });
+  const file = h.makeFile(dir, 2 * PART + 7);
+  const p = { Bucket: h.BUCKET, Key: h.uniqueKey('ipv6'), UploadFile: file, PartSize: PART, TaskNum: 2 };
+  const result = await client.uploadFile(p);
+  expect(result.CommonMsg.Status).toBe(200);
+  await h.expectUploaded(server, p.Key, file);
+});

@@ -90,24 +90,34 @@ impl ClientConfig {
         if let Some(i) = rest.find('/') {
             rest = &rest[..i];
         }
-        let mut port = o.port;
-        let host = match rest.find(':') {
-            Some(i) => {
-                let p = &rest[i + 1..];
-                port = Some(
-                    leading_int(p)
-                        .and_then(|n| u16::try_from(n).ok())
-                        .filter(|n| *n > 0)
-                        .ok_or_else(|| Error::invalid_argument(format!("Server port is not valid: {p}")))?,
-                );
-                &rest[..i]
+        // An IPv6 literal keeps its brackets (as it goes in the Host header
+        // and the URL); the port, if any, follows the closing bracket.
+        let (host, port_text) = if rest.starts_with('[') {
+            let close = rest.find(']').ok_or_else(|| bad_ipv6(server))?;
+            let after = &rest[close + 1..];
+            if !(after.is_empty() || after.starts_with(':')) || rest[1..close].parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(bad_ipv6(server));
             }
-            None => rest,
+            (&rest[..=close], after.strip_prefix(':'))
+        } else {
+            match rest.find(':') {
+                Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+                None => (rest, None),
+            }
         };
+        let mut port = o.port;
+        if let Some(p) = port_text {
+            port = Some(
+                leading_int(p)
+                    .and_then(|n| u16::try_from(n).ok())
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| Error::invalid_argument(format!("Server port is not valid: {p}")))?,
+            );
+        }
         if host.is_empty() {
             return Err(Error::invalid_argument("Server is not set"));
         }
-        let is_ip = is_ipv4(host);
+        let is_ip = is_ipv4(host) || host.starts_with('[');
         let path_style = is_ip || o.path_style.unwrap_or(false);
         let is_cname = o.is_cname.unwrap_or(false);
         let requested = o.signature.as_deref().map(|s| s.trim().to_ascii_lowercase()).unwrap_or_else(|| "obs".into());
@@ -152,6 +162,10 @@ impl ClientConfig {
     }
 }
 
+fn bad_ipv6(server: &str) -> Error {
+    Error::invalid_argument(format!("Server is not a valid IPv6 address in brackets: {server}"))
+}
+
 /// `parseInt` of the leading digits.
 fn leading_int(s: &str) -> Option<u64> {
     let digits: String = s.chars().take_while(|c| c.is_ascii_digit()).collect();
@@ -184,6 +198,19 @@ mod tests {
 
         let c = cfg("  https://example.com:8443  ");
         assert_eq!((c.endpoint.host.as_str(), c.endpoint.port, c.endpoint.secure), ("example.com", 8443, true));
+    }
+
+    #[test]
+    fn ipv6_literals_keep_their_brackets_and_force_path_style() {
+        let c = cfg("http://[::1]:9000/path");
+        assert_eq!((c.endpoint.host.as_str(), c.endpoint.port, c.endpoint.secure), ("[::1]", 9000, false));
+        assert!(c.endpoint.path_style, "an IP address forces path style");
+        let c = cfg("https://[2001:db8::7]");
+        assert_eq!((c.endpoint.host.as_str(), c.endpoint.port), ("[2001:db8::7]", 443));
+        for bad in ["http://[::1", "http://[::1]x", "[not-an-address]:80", "[::1]:0", "[::1]:"] {
+            let e = ClientConfig::from_options(&ClientOptions { server: Some(bad.into()), ..Default::default() }).unwrap_err();
+            assert_eq!(e.code, "InvalidArgument", "{bad}");
+        }
     }
 
     #[test]

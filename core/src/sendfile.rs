@@ -163,7 +163,9 @@ pub struct Put<'a> {
 
 async fn connect(host: &str, port: u16) -> io::Result<TcpStream> {
     let mut last = None;
-    for addr in tokio::net::lookup_host((host, port)).await? {
+    // An IPv6 literal comes in brackets, as in the Host header.
+    let name = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    for addr in tokio::net::lookup_host((name, port)).await? {
         match TcpStream::connect(addr).await {
             Ok(s) => {
                 s.set_nodelay(true)?;
