@@ -263,6 +263,15 @@ describe('constructor', () => {
     expect(() => new h.ObsClient(options)).toThrow(expect.objectContaining({ code: 'InvalidArgument', message: expect.stringMatching(message) }));
   });
 
+  // A deadline that far out does not fit the clock; it is capped to a year
+  // (it used to panic inside the first request and never call back).
+  test.each([[1e19], [Number.MAX_SAFE_INTEGER]])('timeout %d works as a very long timeout', async (timeout) => {
+    const params = { Bucket: h.BUCKET, Key: h.uniqueKey(), UploadFile: file };
+    const result = await h.clientFor(server, { timeout }).uploadFile(params);
+    expect(result.CommonMsg.Status).toBe(200);
+    await h.expectUploaded(server, params.Key, file);
+  });
+
   test('unknown options are ignored', () => {
     expect(() => new h.ObsClient({ server: '127.0.0.1', long_conn_param: 5, no_such_option: true })).not.toThrow();
   });

@@ -134,6 +134,16 @@ fn to_core_options(o: NativeClientOptions) -> ClientOptions {
 
 /// The one place where a core error becomes something JavaScript sees: a
 /// plain description that index.js turns into an `Error` with `code`.
+/// The error of an upload whose task failed unexpectedly (a panic). The
+/// record and the multipart upload are left as they were.
+fn internal_error() -> obs_core::Error {
+    obs_core::Error::new(
+        obs_core::error::ErrorKind::Io,
+        "InternalError",
+        "obs-native failed unexpectedly during the upload; the checkpoint record and the upload were left as they were",
+    )
+}
+
 fn error_value(e: &obs_core::Error) -> Value {
     let mut v = json!({
         "code": e.code,
@@ -206,10 +216,13 @@ impl NativeClient {
         let control = control.inner.clone();
         let events = Arc::new(on_event);
         let observer = Arc::new(JsObserver { events: events.clone(), report_progress });
+        // The upload runs as a task of its own, so that a bug that panics
+        // in it still ends the call with an error instead of never.
         spawn(async move {
-            let mut end = match upload::run(request, client, observer, control).await {
-                Ok(outcome) => outcome_value(&outcome),
-                Err(e) => json!({"ok": false, "error": error_value(&e)}),
+            let mut end = match tokio::spawn(upload::run(request, client, observer, control)).await {
+                Ok(Ok(outcome)) => outcome_value(&outcome),
+                Ok(Err(e)) => json!({"ok": false, "error": error_value(&e)}),
+                Err(_) => json!({"ok": false, "error": error_value(&internal_error())}),
             };
             end["type"] = json!("end");
             events.call(end, ThreadsafeFunctionCallMode::Blocking);

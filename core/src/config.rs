@@ -69,6 +69,9 @@ pub struct ClientConfig {
     pub proxy: Option<String>,
 }
 
+/// The longest idle timeout honoured (a year).
+const MAX_TIMEOUT_SECS: u64 = 365 * 24 * 3600;
+
 pub const DEFAULT_USER_AGENT: &str = concat!("obs-native/", env!("CARGO_PKG_VERSION"));
 
 impl ClientConfig {
@@ -152,7 +155,9 @@ impl ClientConfig {
             },
             signature,
             region: o.region.clone().unwrap_or_default(),
-            timeout: Duration::from_secs(o.timeout_secs.filter(|t| *t > 0).unwrap_or(60)),
+            // Capped at a year: a deadline further out than the clock can
+            // hold would overflow.
+            timeout: Duration::from_secs(o.timeout_secs.filter(|t| *t > 0).unwrap_or(60).min(MAX_TIMEOUT_SECS)),
             max_retry_count: o.max_retry_count.unwrap_or(3),
             ssl_verify: o.ssl_verify.clone().unwrap_or(SslVerify::Off),
             max_connections: o.max_connections.filter(|n| *n > 0).unwrap_or(1000),
@@ -211,6 +216,14 @@ mod tests {
             let e = ClientConfig::from_options(&ClientOptions { server: Some(bad.into()), ..Default::default() }).unwrap_err();
             assert_eq!(e.code, "InvalidArgument", "{bad}");
         }
+    }
+
+    #[test]
+    fn an_enormous_timeout_is_capped_to_a_year() {
+        let o = ClientOptions { server: Some("h".into()), timeout_secs: Some(u64::MAX), ..Default::default() };
+        let c = ClientConfig::from_options(&o).unwrap();
+        assert_eq!(c.timeout, Duration::from_secs(MAX_TIMEOUT_SECS));
+        assert!(std::time::Instant::now().checked_add(c.timeout).is_some());
     }
 
     #[test]

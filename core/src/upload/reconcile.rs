@@ -134,7 +134,7 @@ pub fn multipart_etag<'a>(etags: impl Iterator<Item = &'a str>) -> Option<String
     let mut count = 0;
     for e in etags {
         let hex = bare(e);
-        if hex.len() != 32 {
+        if hex.len() != 32 || !hex.is_ascii() {
             return None;
         }
         let bytes: Option<Vec<u8>> = (0..16).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()).collect();
@@ -158,6 +158,8 @@ mod tests {
         let want = format!("{}-2", sign::hex(&Md5::digest(&joined)));
         assert_eq!(multipart_etag([a.as_str(), b.as_str()].into_iter()), Some(want));
         assert_eq!(multipart_etag(["\"not-an-md5\""].into_iter()), None);
+        // 32 bytes that are not 32 ASCII characters: no answer, no panic.
+        assert_eq!(multipart_etag(["\"ü00000000000000000000000000000a\""].into_iter()), None);
     }
 
     #[tokio::test]
