@@ -103,6 +103,35 @@ test.each([
   await expectInvalidThenClean(params, 'ParseCheckpointFileError');
 });
 
+// The reference SDK would read the file as a record, fail to parse it and
+// delete it: the user's data.
+test('a record path that is the file to upload (or a link to it) is an InvalidArgument and the file is left alone', async () => {
+  const file = h.makeFile(dir, PART + 1);
+  const link = path.join(dir, h.uniqueKey('record-link'));
+  fs.symlinkSync(file, link);
+  const before = fs.readFileSync(file);
+  for (const record of [file, link]) {
+    const params = { Bucket: h.BUCKET, Key: h.uniqueKey(), UploadFile: file, EnableCheckpoint: true, CheckpointFile: record };
+    const { err } = await h.uploadWithCallback(client, params);
+    expect(String(err)).toBe('InvalidArgument:CheckpointFile is the file to upload');
+  }
+  expect(fs.readFileSync(file).equals(before)).toBe(true);
+  expect(await h.newUploads(server)).toEqual([]);
+});
+
+test('a record path holding a file larger than any record is an InvalidArgument and the file is left alone', async () => {
+  const file = h.makeFile(dir, 10);
+  const big = path.join(dir, h.uniqueKey('not-a-record'));
+  fs.writeFileSync(big, 'x');
+  fs.truncateSync(big, 65 * 1024 * 1024); // sparse
+  const params = { Bucket: h.BUCKET, Key: h.uniqueKey(), UploadFile: file, EnableCheckpoint: true, CheckpointFile: big };
+  const { err } = await h.uploadWithCallback(client, params);
+  expect(String(err)).toBe(`InvalidArgument:CheckpointFile is not an upload record (${65 * 1024 * 1024} bytes, more than any record holds)`);
+  expect(fs.statSync(big).size).toBe(65 * 1024 * 1024);
+  expect(await h.newUploads(server)).toEqual([]);
+  fs.rmSync(big);
+});
+
 test('a record path that is a folder is an InvalidArgument and the folder is left alone', async () => {
   const file = h.makeFile(dir, 10);
   const folder = path.join(dir, h.uniqueKey('record-folder'));

@@ -208,6 +208,22 @@ fn new_record(req: &UploadRequest, plan: Plan, file_size: u64, last_modified: &s
     }
 }
 
+/// More than a record of 10,000 parts with long metadata can hold.
+const MAX_RECORD_BYTES: u64 = 64 << 20;
+
+#[cfg(unix)]
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    (a.dev(), a.ino()) == (b.dev(), b.ino())
+}
+
+#[cfg(not(unix))]
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    // Without inode numbers: the same size and modification time is taken
+    // as the same file (a false match only refuses the call).
+    a.len() == b.len() && a.modified().ok() == b.modified().ok()
+}
+
 /// Loads the record and checks it against this call and the file; a record
 /// that does not fit is thrown away (its upload aborted) with an error, so
 /// that the next call starts clean. Returns the record, its plan, and
@@ -220,9 +236,21 @@ async fn resume_or_start(
     file_size: u64,
     last_modified: &str,
 ) -> Result<(Checkpoint, Plan, bool)> {
-    if tokio::fs::metadata(&settings.path).await.is_ok_and(|m| m.is_dir()) {
-        // Not ours to remove: say so every time instead.
-        return Err(Error::invalid_argument("CheckpointFile is a directory!"));
+    // What is at the record's path and is plainly not a record is not ours
+    // to remove (an unreadable record is): say so every time instead.
+    if let Ok(found) = tokio::fs::metadata(&settings.path).await {
+        if found.is_dir() {
+            return Err(Error::invalid_argument("CheckpointFile is a directory!"));
+        }
+        if file.metadata().is_ok_and(|upload| same_file(&found, &upload)) {
+            return Err(Error::invalid_argument("CheckpointFile is the file to upload"));
+        }
+        if found.len() > MAX_RECORD_BYTES {
+            return Err(Error::invalid_argument(format!(
+                "CheckpointFile is not an upload record ({} bytes, more than any record holds)",
+                found.len()
+            )));
+        }
     }
     match checkpoint::load(&settings.path).await {
         Err(e) => {
