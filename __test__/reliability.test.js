@@ -100,6 +100,26 @@ test('a partly sent upload whose id vanished starts over instead of failing fore
   await h.expectUploaded(server, key, file);
 });
 
+// A least-privilege policy can deny ListParts (the reference SDK never
+// asks) while the upload lives: obs-native cannot tell that from an upload
+// that is gone, starts over, and must not leave the old upload behind.
+test('a resume whose ListParts is refused (403) starts over and aborts the upload it leaves', async () => {
+  const file = h.makeFile(dir, 3 * PART);
+  const key = h.uniqueKey('listparts-denied');
+  const c = h.clientFor(server, { max_retry_count: 0 });
+  await server.addFault({ method: 'PUT', query: { partNumber: '3' }, times: 0, action: { status: 503, code: 'ServiceUnavailable', message: 'x' } });
+  const params = { Bucket: h.BUCKET, Key: key, UploadFile: file, PartSize: PART, EnableCheckpoint: true };
+  expect((await h.uploadWithCallback(c, params)).err.code).toBe('IncompletedUpload');
+  await server.clearFaults();
+  const old = readRecord(file).uploadId;
+  expect(await h.newUploads(server)).toEqual([old]);
+  await server.addFault({ method: 'GET', query: { uploadId: old }, times: 1, action: { status: 403, code: 'AccessDenied', message: 'Access Denied' } });
+  const result = await client.uploadFile(params);
+  expect(result.CommonMsg.Status).toBe(200);
+  expect(await server.uploads()).not.toContain(old);
+  await h.expectUploaded(server, key, file);
+});
+
 test('a record that claims a part the server lacks: that part is sent again', async () => {
   const file = h.makeFile(dir, 3 * PART);
   const key = h.uniqueKey('claims-missing');

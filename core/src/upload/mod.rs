@@ -573,7 +573,17 @@ impl Session<'_> {
                 self.forget().await;
                 Next::Done(outcome)
             }
-            None => Next::Restart,
+            None => {
+                // A 403 only suggests the upload is gone (s3s-fs answers so
+                // for unknown ids); a policy that denies one request of an
+                // upload looks the same. Abort it, so that the new upload
+                // does not leave the old one behind.
+                if e.code != "NoSuchUpload" {
+                    let target = Target { bucket: &self.req.bucket, key: &self.req.key, upload_id };
+                    let _ = ops::abort_multipart_upload(&self.client, sig, &target).await;
+                }
+                Next::Restart
+            }
         }
     }
 
