@@ -201,6 +201,25 @@ describe('AbortSignal', () => {
     await h.expectUploaded(server, key, file);
   });
 
+  // The whole-file MD5 of EnableCheckSum comes before the upload exists; a
+  // stop during it used to wait for the hash, then create an upload anyway.
+  test('aborting the signal while EnableCheckSum hashes the file sends nothing and leaves nothing', async () => {
+    const file = path.join(dir, h.uniqueKey('hashing'));
+    fs.writeFileSync(file, 'x');
+    fs.truncateSync(file, 2048 * MB); // sparse: about 4 s of MD5
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), 100);
+    const params = { Bucket: h.BUCKET, Key: h.uniqueKey('hashing'), UploadFile: file, EnableCheckpoint: true, EnableCheckSum: true, AbortSignal: controller.signal };
+    const { err } = await h.uploadWithCallback(client, params);
+    expect(err.name).toBe('AbortError');
+    expect(err.code).toBe('Upload suspened');
+    // Before, the hash ran to its end and an upload was initiated.
+    expect((await server.stats()).requests).toEqual([]);
+    expect(await h.newUploads(server)).toEqual([]);
+    expect(fs.existsSync(`${file}.upload_record`)).toBe(false);
+    fs.rmSync(file);
+  });
+
   test('an already aborted signal sends nothing', async () => {
     const file = h.makeFile(dir, 10);
     const signal = AbortSignal.abort();

@@ -145,7 +145,7 @@ pub async fn run(req: UploadRequest, client: Arc<Client>, observer: Arc<dyn Obse
             let plan = plan::plan_parts(file_size, req.part_size);
             (new_record(&req, plan, file_size, &last_modified), plan, false)
         }
-        Some(settings) => resume_or_start(&req, settings, &client, &file, file_size, &last_modified).await?,
+        Some(settings) => resume_or_start(&req, settings, &client, &file, file_size, &last_modified, &control).await?,
     };
     let writer = req.checkpoint.as_ref().map(|s| RecordWriter::new(s.path.clone()));
     let claimed = if resumed { expected_etag(&record, plan) } else { None };
@@ -235,6 +235,7 @@ async fn resume_or_start(
     file: &Arc<std::fs::File>,
     file_size: u64,
     last_modified: &str,
+    control: &Control,
 ) -> Result<(Checkpoint, Plan, bool)> {
     // What is at the record's path and is plainly not a record is not ours
     // to remove (an unreadable record is): say so every time instead.
@@ -261,7 +262,9 @@ async fn resume_or_start(
             let plan = plan::plan_parts(file_size, req.part_size);
             let mut record = new_record(req, plan, file_size, last_modified);
             if settings.enable_checksum {
-                record.upload_file_stat.check_sum = Some(file_md5(file, file_size).await?);
+                // Nothing exists yet that a stop would keep or remove.
+                let sum = file_md5(file, file_size, control).await.map_err(stopped_error)??;
+                record.upload_file_stat.check_sum = Some(sum);
             }
             Ok((record, plan, false))
         }
@@ -275,7 +278,16 @@ async fn resume_or_start(
                 && record.md5_is_valid();
             let plan = plan::plan_from_record(file_size, record.part_size, record.part_count);
             let checksum_ok = match (&record.upload_file_stat.check_sum, fits) {
-                (Some(sum), true) if !sum.is_empty() => file_md5(file, file_size).await.map(|s| &s == sum).unwrap_or(false),
+                (Some(sum), true) if !sum.is_empty() => match file_md5(file, file_size, control).await {
+                    Ok(local) => local.is_ok_and(|s| &s == sum),
+                    // Cancel keeps the record and its upload, as it would
+                    // once parts are going; abort removes both.
+                    Err(StopRequest::Abort) => {
+                        discard_record(client, &record, &settings.path).await;
+                        return Err(aborted_error());
+                    }
+                    Err(_) => return Err(cancelled_error()),
+                },
                 _ => true,
             };
             match plan {
@@ -349,10 +361,36 @@ fn initiate_error(e: Error) -> Error {
 }
 
 /// Base64 MD5 of the whole file (already open), computed off the async threads.
-async fn file_md5(file: &Arc<std::fs::File>, size: u64) -> Result<String> {
+/// The whole file's MD5 (base64), as the record keeps it. `Err(stop)` when
+/// the caller cancels or aborts meanwhile: hashing a large file takes a
+/// while, and a stop should not wait for it.
+async fn file_md5(file: &Arc<std::fs::File>, size: u64, control: &Control) -> std::result::Result<Result<String>, StopRequest> {
     use base64::Engine as _;
-    let digest = reconcile::range_md5(file.clone(), 0, size).await?;
-    Ok(base64::engine::general_purpose::STANDARD.encode(digest))
+    let mut stop = control.subscribe();
+    tokio::select! {
+        digest = reconcile::range_md5(file.clone(), 0, size) => {
+            Ok(digest.map(|d| base64::engine::general_purpose::STANDARD.encode(d)))
+        }
+        request = stop_requested(&mut stop) => Err(request),
+    }
+}
+
+/// Waits for a cancel or an abort.
+async fn stop_requested(stop: &mut watch::Receiver<StopRequest>) -> StopRequest {
+    loop {
+        let request = *stop.borrow_and_update();
+        if request != StopRequest::None {
+            return request;
+        }
+        if stop.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+}
+
+/// The error of a call stopped before its multipart upload existed.
+fn stopped_error(request: StopRequest) -> Error {
+    if request == StopRequest::Abort { aborted_error() } else { cancelled_error() }
 }
 
 /// What to do after a round of sending parts.
@@ -392,7 +430,21 @@ impl Session<'_> {
         loop {
             let (sig, upload_id) = match self.record.upload_id.clone() {
                 Some(id) => (self.client.signature_for(&self.req.bucket).await?, id),
-                None => self.initiate().await?,
+                None => {
+                    // Stopped before the upload exists: none is made. A
+                    // cancel keeps the record (the next call starts from
+                    // it), an abort removes it.
+                    let request = *self.control.subscribe().borrow();
+                    if request != StopRequest::None {
+                        if request == StopRequest::Abort {
+                            self.forget().await;
+                        } else if let Some(w) = self.writer.as_mut() {
+                            w.flush(&mut self.record).await?;
+                        }
+                        return Err(stopped_error(request));
+                    }
+                    self.initiate().await?
+                }
             };
             let mut refused = None;
             if resumed {

@@ -4,6 +4,7 @@
 //! with the local bytes as the judge of a part the record does not know.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use md5::{Digest, Md5};
 
@@ -73,7 +74,17 @@ pub async fn reconcile(
 
 /// MD5 of a byte range of the file, computed off the async threads.
 pub async fn range_md5(file: Arc<std::fs::File>, offset: u64, len: u64) -> Result<[u8; 16]> {
-    tokio::task::spawn_blocking(move || hash_range(&file, offset, len))
+    // Dropped (the call was stopped): the hashing stops within a chunk
+    // instead of reading the rest of the file for nothing.
+    struct GiveUpOnDrop(Arc<AtomicBool>);
+    impl Drop for GiveUpOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let given_up = GiveUpOnDrop(Arc::new(AtomicBool::new(false)));
+    let flag = given_up.0.clone();
+    tokio::task::spawn_blocking(move || hash_range(&file, offset, len, &flag))
         .await
         .map_err(|e| Error::new(ErrorKind::Io, "FileReadError", e.to_string()))?
         .map_err(|e| Error::io("FileReadError", "cannot read the file", &e))
@@ -84,7 +95,7 @@ const HASH_CHUNK: usize = 1 << 20;
 
 /// Hashes the range. Past a few chunks, one thread reads ahead while this
 /// one hashes, so the rate is MD5's alone, not MD5's plus the reads'.
-fn hash_range(file: &std::fs::File, offset: u64, len: u64) -> std::io::Result<[u8; 16]> {
+fn hash_range(file: &std::fs::File, offset: u64, len: u64, given_up: &AtomicBool) -> std::io::Result<[u8; 16]> {
     let end = offset + len;
     let mut h = Md5::new();
     if len <= 4 * HASH_CHUNK as u64 {
@@ -115,6 +126,9 @@ fn hash_range(file: &std::fs::File, offset: u64, len: u64) -> std::io::Result<[u
         });
         let mut hashed = 0u64;
         while hashed < len {
+            if given_up.load(Ordering::Relaxed) {
+                return Err(std::io::Error::new(std::io::ErrorKind::Interrupted, "the hashing was given up"));
+            }
             let (buf, n) = full_rx
                 .recv()
                 .map_err(|_| std::io::Error::other("the reading thread stopped"))??;
