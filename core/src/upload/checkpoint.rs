@@ -168,20 +168,32 @@ pub async fn load(path: &Path) -> Result<Loaded> {
 /// full with mode 0600, then renamed over it. A crash leaves the old record
 /// or the new one, never a torn one.
 pub fn save(path: &Path, json: &[u8]) -> std::io::Result<()> {
-    let tmp = temp_path(path);
-    let result = (|| {
+    save_via(path, &temp_path(path), json)
+}
+
+fn save_via(path: &Path, tmp: &Path, json: &[u8]) -> std::io::Result<()> {
+    let write = || {
+        // A new file only: whatever is at the temporary name (a leftover
+        // of a killed process, or a link planted in a shared folder) is
+        // never written through.
         let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
+        opts.write(true).create_new(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-        let mut f = opts.open(&tmp)?;
+        let mut f = opts.open(tmp)?;
         f.write_all(json)?;
         f.flush()?;
         drop(f);
-        std::fs::rename(&tmp, path)
-    })();
+        std::fs::rename(tmp, path)
+    };
+    let mut result = write();
+    if matches!(&result, Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists) {
+        // Removing a link removes the link, not what it points to.
+        let _ = std::fs::remove_file(tmp);
+        result = write();
+    }
     if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(tmp);
     }
     result
 }
@@ -202,6 +214,23 @@ pub async fn remove(path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_link_or_leftover_at_the_temporary_name_is_not_written_through() {
+        let dir = std::env::temp_dir().join(format!("obs-save-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let victim = dir.join("victim");
+        std::fs::write(&victim, b"keep me").unwrap();
+        let record = dir.join("r.upload_record");
+        let tmp = dir.join(".r.upload_record.tmp");
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+        save_via(&record, &tmp, b"{\"a\":1}").unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
+        assert_eq!(std::fs::read(&record).unwrap(), b"{\"a\":1}");
+        assert!(std::fs::symlink_metadata(&tmp).is_err(), "the temporary name is gone after the rename");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     fn sample() -> Checkpoint {
         Checkpoint {
