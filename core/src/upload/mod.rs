@@ -360,10 +360,9 @@ fn initiate_error(e: Error) -> Error {
     }
 }
 
-/// Base64 MD5 of the whole file (already open), computed off the async threads.
-/// The whole file's MD5 (base64), as the record keeps it. `Err(stop)` when
-/// the caller cancels or aborts meanwhile: hashing a large file takes a
-/// while, and a stop should not wait for it.
+/// The whole file's MD5 (base64), as the record keeps it, computed off the
+/// async threads. `Err(stop)` when the caller cancels or aborts meanwhile:
+/// hashing a large file takes a while, and a stop should not wait for it.
 async fn file_md5(file: &Arc<std::fs::File>, size: u64, control: &Control) -> std::result::Result<Result<String>, StopRequest> {
     use base64::Engine as _;
     let mut stop = control.subscribe();
