@@ -220,6 +220,36 @@ describe('AbortSignal', () => {
     fs.rmSync(file);
   });
 
+  test('aborting the signal while a resumed record is checked against the file (EnableCheckSum) keeps record and upload', async () => {
+    const file = path.join(dir, h.uniqueKey('rehash'));
+    fs.writeFileSync(file, 'y');
+    fs.truncateSync(file, 512 * MB); // sparse: about 1 s of MD5
+    const params = { Bucket: h.BUCKET, Key: h.uniqueKey('rehash'), UploadFile: file, PartSize: 512 * MB, EnableCheckpoint: true, EnableCheckSum: true };
+    // A first call that leaves a record with the file's checksum and an upload.
+    await server.addFault({ method: 'PUT', query: { partNumber: '1' }, times: 1, action: { status: 503, code: 'ServiceUnavailable', message: 'x' } });
+    const first = await h.uploadWithCallback(h.clientFor(server, { max_retry_count: 0 }), params);
+    expect(first.err.code).toBe('IncompletedUpload');
+    const recordPath = `${file}.upload_record`;
+    const before = fs.readFileSync(recordPath, 'utf8');
+    expect(JSON.parse(before).uploadFileStat.checkSum).toBeTruthy();
+    const { uploadId } = JSON.parse(before);
+    await server.resetStats();
+
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), 100);
+    const { err } = await h.uploadWithCallback(client, { ...params, AbortSignal: controller.signal });
+    expect(err.name).toBe('AbortError');
+    expect(err.code).toBe('Upload suspened');
+    expect((await server.stats()).requests).toEqual([]);
+    expect(fs.readFileSync(recordPath, 'utf8')).toBe(before);
+    expect(await h.newUploads(server)).toEqual([uploadId]);
+
+    const result = await client.uploadFile(params);
+    expect(result.CommonMsg.Status).toBe(200);
+    await h.expectUploaded(server, params.Key, file);
+    fs.rmSync(file);
+  }, 60000);
+
   test('an already aborted signal sends nothing', async () => {
     const file = h.makeFile(dir, 10);
     const signal = AbortSignal.abort();
