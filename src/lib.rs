@@ -132,8 +132,6 @@ fn to_core_options(o: NativeClientOptions) -> ClientOptions {
     }
 }
 
-/// The one place where a core error becomes something JavaScript sees: a
-/// plain description that index.js turns into an `Error` with `code`.
 /// The error of an upload whose task failed unexpectedly (a panic). The
 /// record and the multipart upload are left as they were.
 fn internal_error() -> obs_core::Error {
@@ -144,6 +142,8 @@ fn internal_error() -> obs_core::Error {
     )
 }
 
+/// The one place where a core error becomes something JavaScript sees: a
+/// plain description that index.js turns into an `Error` with `code`.
 fn error_value(e: &obs_core::Error) -> Value {
     let mut v = json!({
         "code": e.code,
