@@ -111,6 +111,11 @@ impl Control {
     fn subscribe(&self) -> watch::Receiver<StopRequest> {
         self.tx.subscribe()
     }
+
+    /// What has been asked so far.
+    fn requested(&self) -> StopRequest {
+        *self.tx.borrow()
+    }
 }
 
 /// A finished upload: the completion's answer and the dialect it came in.
@@ -431,14 +436,13 @@ impl Session<'_> {
                 Some(id) => (self.client.signature_for(&self.req.bucket).await?, id),
                 None => {
                     // Stopped before the upload exists: none is made. A
-                    // cancel keeps the record (the next call starts from
-                    // it), an abort removes it.
-                    let request = *self.control.subscribe().borrow();
+                    // cancel keeps the record, already written above or at
+                    // the restart (the next call starts from it); an abort
+                    // removes it.
+                    let request = self.control.requested();
                     if request != StopRequest::None {
                         if request == StopRequest::Abort {
                             self.forget().await;
-                        } else if let Some(w) = self.writer.as_mut() {
-                            w.flush(&mut self.record).await?;
                         }
                         return Err(stopped_error(request));
                     }
