@@ -772,10 +772,10 @@ mod tests {
     #[tokio::test]
     async fn a_body_stream_read_after_its_attempt_failed_counts_nothing() {
         use futures_util::StreamExt;
-        let path = std::env::temp_dir().join(format!("obs-attempt-{}", std::process::id()));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
         std::fs::write(&path, vec![7u8; 3 * buffer::CHUNK]).unwrap();
         let file = Arc::new(std::fs::File::open(&path).unwrap());
-        let _ = std::fs::remove_file(&path);
         // 1000 bytes of other parts are already in the upload's count.
         let total = Arc::new(AtomicU64::new(1000));
         let range = FileRange { file, offset: 0, len: 3 * buffer::CHUNK as u64, sent: Some(total.clone()) };

@@ -218,8 +218,8 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn a_link_or_leftover_at_the_temporary_name_is_not_written_through() {
-        let dir = std::env::temp_dir().join(format!("obs-save-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
         let victim = dir.join("victim");
         std::fs::write(&victim, b"keep me").unwrap();
         let record = dir.join("r.upload_record");
@@ -229,7 +229,6 @@ mod tests {
         assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
         assert_eq!(std::fs::read(&record).unwrap(), b"{\"a\":1}");
         assert!(std::fs::symlink_metadata(&tmp).is_err(), "the temporary name is gone after the rename");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     fn sample() -> Checkpoint {
