@@ -81,14 +81,20 @@ test('the upload was aborted on the server behind the record: the next call star
   await h.expectUploaded(server, key, file);
 });
 
-test('a partly sent upload whose id vanished starts over instead of failing forever', async () => {
-  const file = h.makeFile(dir, 3 * PART);
-  const key = h.uniqueKey('vanished-partial');
+/** Leaves a record with parts 1 and 2 of 3 sent and the upload open. */
+async function partlySent(file, key) {
   const c = h.clientFor(server, { max_retry_count: 0 });
   await server.addFault({ method: 'PUT', query: { partNumber: '3' }, times: 0, action: { status: 503, code: 'ServiceUnavailable', message: 'x' } });
   const params = { Bucket: h.BUCKET, Key: key, UploadFile: file, PartSize: PART, EnableCheckpoint: true };
   expect((await h.uploadWithCallback(c, params)).err.code).toBe('IncompletedUpload');
   await server.clearFaults();
+  return params;
+}
+
+test('a partly sent upload whose id vanished starts over instead of failing forever', async () => {
+  const file = h.makeFile(dir, 3 * PART);
+  const key = h.uniqueKey('vanished-partial');
+  const params = await partlySent(file, key);
   const ref = await h.referenceClientFor(server);
   await ref.abortMultipartUpload({ Bucket: h.BUCKET, Key: key, UploadId: readRecord(file).uploadId });
   await server.resetStats();
@@ -106,11 +112,7 @@ test('a partly sent upload whose id vanished starts over instead of failing fore
 test('a resume whose ListParts is refused (403) starts over and aborts the upload it leaves', async () => {
   const file = h.makeFile(dir, 3 * PART);
   const key = h.uniqueKey('listparts-denied');
-  const c = h.clientFor(server, { max_retry_count: 0 });
-  await server.addFault({ method: 'PUT', query: { partNumber: '3' }, times: 0, action: { status: 503, code: 'ServiceUnavailable', message: 'x' } });
-  const params = { Bucket: h.BUCKET, Key: key, UploadFile: file, PartSize: PART, EnableCheckpoint: true };
-  expect((await h.uploadWithCallback(c, params)).err.code).toBe('IncompletedUpload');
-  await server.clearFaults();
+  const params = await partlySent(file, key);
   const old = readRecord(file).uploadId;
   expect(await h.newUploads(server)).toEqual([old]);
   await server.addFault({ method: 'GET', query: { uploadId: old }, times: 1, action: { status: 403, code: 'AccessDenied', message: 'Access Denied' } });
