@@ -145,3 +145,80 @@ test('a record path that is a folder is an InvalidArgument and the folder is lef
   expect(fs.statSync(folder).isDirectory()).toBe(true);
   expect(await h.newUploads(server)).toEqual([]);
 });
+
+describe('one upload per record at a time', () => {
+  /** Starts an upload whose part 2 is held `holdMs` at the server; resolves `running` once part 1 is recorded. */
+  async function startHeld(params, holdMs) {
+    await server.addFault({ method: 'PUT', path_contains: params.Key, query: { partNumber: '2' }, action: { delay_ms: holdMs } });
+    let started;
+    const running = new Promise((resolve) => {
+      started = resolve;
+    });
+    const done = h.uploadWithCallback(client, {
+      ...params,
+      TaskNum: 1,
+      ProgressCallback: (transferred) => {
+        if (transferred >= PART) started();
+      },
+    });
+    return { running, done };
+  }
+
+  test('a second upload given the record of a running one gets CheckpointFileInUse, sends nothing and does not disturb the first', async () => {
+    const fileA = h.makeFile(dir, 3 * PART);
+    const fileB = h.makeFile(dir, 2 * PART + 7);
+    const record = path.join(dir, h.uniqueKey('shared-record'));
+    const a = { Bucket: h.BUCKET, Key: h.uniqueKey('holder'), UploadFile: fileA, PartSize: PART, EnableCheckpoint: true, CheckpointFile: record };
+    const b = { ...a, Key: h.uniqueKey('refused'), UploadFile: fileB };
+    const first = await startHeld(a, 1500);
+    await first.running;
+
+    const refused = await h.uploadWithCallback(client, b);
+    expect(refused.err.code).toBe('CheckpointFileInUse');
+    expect(String(refused.err)).toBe('CheckpointFileInUse:CheckpointFile is in use by another upload (in this or another process); nothing was sent');
+    const { requests } = await server.stats();
+    expect(requests.filter((r) => r.path.includes(b.Key))).toEqual([]);
+    // Still the first upload's record (which that upload may have rewritten meanwhile).
+    const kept = JSON.parse(fs.readFileSync(record, 'utf8'));
+    expect([kept.uploadFile, kept.objectKey]).toEqual([fileA, a.Key]);
+    // The promise form says the same.
+    await expect(client.uploadFile(b)).rejects.toMatchObject({ code: 'CheckpointFileInUse' });
+
+    const held = await first.done;
+    expect(held.err).toBeFalsy();
+    expect(held.result.CommonMsg.Status).toBe(200);
+    await h.expectUploaded(server, a.Key, fileA);
+    expect(fs.existsSync(record)).toBe(false);
+    expect(fs.readdirSync(dir).filter((n) => n.includes(path.basename(record)))).toEqual([]);
+
+    // Free again once the first is done.
+    const after = await client.uploadFile(b);
+    expect(after.CommonMsg.Status).toBe(200);
+    await h.expectUploaded(server, b.Key, fileB);
+  });
+
+  test('the same upload started twice: the second call is refused, the first finishes alone', async () => {
+    const file = h.makeFile(dir, 3 * PART);
+    const params = { Bucket: h.BUCKET, Key: h.uniqueKey('twice'), UploadFile: file, PartSize: PART, EnableCheckpoint: true };
+    const first = await startHeld(params, 1000);
+    await first.running;
+    const again = await h.uploadWithCallback(client, params);
+    expect(again.err.code).toBe('CheckpointFileInUse');
+    const held = await first.done;
+    expect(held.result.CommonMsg.Status).toBe(200);
+    await h.expectUploaded(server, params.Key, file);
+    const initiates = (await server.stats()).requests.filter((r) => r.method === 'POST' && /(^|&)uploads(=|&|$)/.test(r.query));
+    expect(initiates).toHaveLength(1);
+    expect(fs.existsSync(`${file}.upload_record`)).toBe(false);
+  });
+
+  test('a record without a running upload is not held: a stopped upload resumes at once', async () => {
+    const file = h.makeFile(dir, 3 * PART);
+    const params = { Bucket: h.BUCKET, Key: h.uniqueKey('stopped'), UploadFile: file, PartSize: PART, EnableCheckpoint: true, TaskNum: 1 };
+    const stopped = await h.uploadStoppedAt(client, params, PART);
+    expect(stopped.err.code).toBe('Upload suspened');
+    const resumed = await client.uploadFile(params);
+    expect(resumed.CommonMsg.Status).toBe(200);
+    await h.expectUploaded(server, params.Key, file);
+  });
+});

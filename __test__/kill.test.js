@@ -342,3 +342,38 @@ test('killed between CompleteMultipartUpload and the removal of the record: the 
   const left = await h.newUploads(server);
   await check(ctx, left.length === 0, `multipart uploads left behind: ${JSON.stringify(left)}`);
 });
+
+test('a record another process is uploading with is refused (CheckpointFileInUse); once that process is killed, the record resumes at once', async () => {
+  const c = { partSize: 5 * MB, taskNum: 1 };
+  const file = h.makeFile(dir, 3 * c.partSize);
+  const key = h.uniqueKey('kill-held');
+  const spec = specFor(key, file, c);
+  const record = `${file}.upload_record`;
+  const ctx = { c: { name: 'record held by another process' }, round: 1, key, file, log: [] };
+  // The child's part 2 waits at the server, so it is surely mid-upload.
+  await server.addFault({ method: 'PUT', path_contains: key, query: { partNumber: '2' }, action: { delay_ms: 20000 } });
+  const child = spawn(process.execPath, [CHILD, JSON.stringify(spec)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
+  const exited = new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
+  const deadline = Date.now() + 30000;
+  while ((await partsOnServer(key)) < 1 && Date.now() < deadline && child.exitCode === null) await sleep(10);
+  await check(ctx, (await partsOnServer(key)) === 1 && child.exitCode === null, 'the child did not get to part 2');
+
+  const client = h.clientFor(server);
+  const params = { Bucket: h.BUCKET, Key: key, UploadFile: file, PartSize: c.partSize, EnableCheckpoint: true };
+  const refused = await h.uploadWithCallback(client, params);
+  expect(refused.err && refused.err.code).toBe('CheckpointFileInUse');
+
+  child.kill('SIGKILL');
+  children.delete(child);
+  ctx.log.push(`child: ${JSON.stringify(await exited)}`);
+  await server.clearFaults();
+  const before = (await partPutsFor(key)).length;
+  const resumed = await client.uploadFile(params);
+  expect(resumed.CommonMsg.Status).toBe(200);
+  const sent = (await partPutsFor(key)).slice(before).map(partNumberOf).sort();
+  expect(sent).toEqual([2, 3]);
+  await h.expectUploaded(server, key, file);
+  expect(fs.existsSync(record)).toBe(false);
+  expect(fs.readdirSync(dir).filter((n) => n.includes(path.basename(record)))).toEqual([]);
+});

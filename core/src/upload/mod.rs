@@ -5,6 +5,7 @@
 //! multipart upload that the record points to, or nothing.
 
 pub mod checkpoint;
+mod lock;
 pub mod plan;
 mod reconcile;
 mod record;
@@ -144,6 +145,12 @@ pub async fn run(req: UploadRequest, client: Arc<Client>, observer: Arc<dyn Obse
             .await
             .map_err(|e| Error::io("WriteCheckpointFileError", "cannot create the checkpoint file's folder", &e))?;
     }
+    // Held until this call is done with the record; writes still under way
+    // when it returns keep their own hold.
+    let lock = match &req.checkpoint {
+        Some(cp) => lock::acquire(&cp.path).await?.map(Arc::new),
+        None => None,
+    };
     let file = Arc::new(file);
     let (record, plan, resumed) = match &req.checkpoint {
         None => {
@@ -152,7 +159,7 @@ pub async fn run(req: UploadRequest, client: Arc<Client>, observer: Arc<dyn Obse
         }
         Some(settings) => resume_or_start(&req, settings, &client, &file, file_size, &last_modified, &control).await?,
     };
-    let writer = req.checkpoint.as_ref().map(|s| RecordWriter::new(s.path.clone()));
+    let writer = req.checkpoint.as_ref().map(|s| RecordWriter::new(s.path.clone(), lock.clone()));
     let claimed = if resumed { expected_etag(&record, plan) } else { None };
     let session = Session { req: &req, client, observer, control, file, plan, record, writer, started: false, claimed };
     session.drive(resumed).await

@@ -3,21 +3,25 @@
 //! are coalesced into the next write.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use tokio::task::JoinHandle;
 
 use super::checkpoint::{self, Checkpoint};
+use super::lock::RecordLock;
 use crate::error::{Error, Result};
 
 pub struct RecordWriter {
     path: PathBuf,
+    /// The upload's hold on the record, kept by every write until it ends.
+    lock: Option<Arc<RecordLock>>,
     dirty: bool,
     writing: Option<JoinHandle<std::io::Result<()>>>,
 }
 
 impl RecordWriter {
-    pub fn new(path: PathBuf) -> Self {
-        RecordWriter { path, dirty: false, writing: None }
+    pub fn new(path: PathBuf, lock: Option<Arc<RecordLock>>) -> Self {
+        RecordWriter { path, lock, dirty: false, writing: None }
     }
 
     /// The record changed: write it now, or after the write under way.
@@ -32,8 +36,12 @@ impl RecordWriter {
         record.seal();
         let bytes = serde_json::to_vec(&*record);
         let path = self.path.clone();
+        let lock = self.lock.clone();
         self.dirty = false;
-        self.writing = Some(tokio::task::spawn_blocking(move || checkpoint::save(&path, &bytes.map_err(std::io::Error::other)?)));
+        self.writing = Some(tokio::task::spawn_blocking(move || {
+            let _hold = lock;
+            checkpoint::save(&path, &bytes.map_err(std::io::Error::other)?)
+        }));
     }
 
     pub fn is_writing(&self) -> bool {
