@@ -252,6 +252,8 @@ async function round(c, rng, file, roundNo, wanted) {
   const left = await h.newUploads(server);
   await check(ctx, left.length === 0, `multipart uploads left behind: ${JSON.stringify(left)}`);
   await check(ctx, !fs.existsSync(`${file}.upload_record`), 'the record file is still there');
+  const leftovers = fs.readdirSync(dir).filter((n) => n.includes(`${path.basename(file)}.upload_record`));
+  await check(ctx, leftovers.length === 0, `files the kills left beside the record: ${leftovers.join(' ')}`);
   const sent = (await partPutsFor(key)).reduce((sum, r) => sum + r.body_bytes, 0);
   const allowed = c.size + landed * c.taskNum * c.partSize;
   await check(ctx, sent <= allowed, `part bytes received ${sent} > file size ${c.size} + ${landed} kills x ${c.taskNum} x ${c.partSize} = ${allowed}`);

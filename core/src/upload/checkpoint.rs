@@ -167,8 +167,14 @@ pub async fn load(path: &Path) -> Result<Loaded> {
 /// Replaces the record atomically: a temporary file beside it, written in
 /// full with mode 0600, then renamed over it. A crash leaves the old record
 /// or the new one, never a torn one.
-pub fn save(path: &Path, json: &[u8]) -> std::io::Result<()> {
-    save_via(path, &temp_path(path), json)
+///
+/// `locked`: this upload holds the record's lock (see `lock.rs`), so no
+/// other writer can be at work beside it and the temporary name is fixed,
+/// `.<name>.tmp`: what a killed writer left there is replaced by the next
+/// write instead of staying behind. Without the lock every write gets a
+/// name of its own.
+pub fn save(path: &Path, json: &[u8], locked: bool) -> std::io::Result<()> {
+    save_via(path, &temp_path(path, locked), json)
 }
 
 fn save_via(path: &Path, tmp: &Path, json: &[u8]) -> std::io::Result<()> {
@@ -198,11 +204,15 @@ fn save_via(path: &Path, tmp: &Path, json: &[u8]) -> std::io::Result<()> {
     result
 }
 
-/// A temporary name beside the record, unique to this process and write.
-fn temp_path(path: &Path) -> PathBuf {
+/// A temporary name beside the record: fixed for the lock's holder, else
+/// unique to this process and write.
+fn temp_path(path: &Path, locked: bool) -> PathBuf {
     static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if locked {
+        return path.with_file_name(format!(".{name}.tmp"));
+    }
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     path.with_file_name(format!(".{name}.{}.{n}.tmp", std::process::id()))
 }
 
@@ -229,6 +239,19 @@ mod tests {
         assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
         assert_eq!(std::fs::read(&record).unwrap(), b"{\"a\":1}");
         assert!(std::fs::symlink_metadata(&tmp).is_err(), "the temporary name is gone after the rename");
+    }
+
+    #[test]
+    fn the_lock_holder_replaces_what_a_killed_writer_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = dir.path().join("r.upload_record");
+        let leftover = temp_path(&record, true);
+        assert_eq!(leftover, dir.path().join(".r.upload_record.tmp"));
+        std::fs::write(&leftover, b"{\"torn").unwrap();
+        save(&record, b"{\"a\":1}", true).unwrap();
+        assert_eq!(std::fs::read(&record).unwrap(), b"{\"a\":1}");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("r.upload_record")], "only the record is left");
     }
 
     fn sample() -> Checkpoint {
@@ -302,8 +325,8 @@ mod tests {
         let mut cp = sample();
         cp.seal();
         let json = serde_json::to_vec(&cp).unwrap();
-        save(&path, &json).unwrap();
-        save(&path, &json).unwrap();
+        save(&path, &json, false).unwrap();
+        save(&path, &json, true).unwrap();
         let back: Checkpoint = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(back, cp);
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();

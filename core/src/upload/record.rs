@@ -39,8 +39,7 @@ impl RecordWriter {
         let lock = self.lock.clone();
         self.dirty = false;
         self.writing = Some(tokio::task::spawn_blocking(move || {
-            let _hold = lock;
-            checkpoint::save(&path, &bytes.map_err(std::io::Error::other)?)
+            checkpoint::save(&path, &bytes.map_err(std::io::Error::other)?, lock.is_some())
         }));
     }
 
