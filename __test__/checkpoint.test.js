@@ -170,7 +170,7 @@ describe('one upload per record at a time', () => {
     const record = path.join(dir, h.uniqueKey('shared-record'));
     const a = { Bucket: h.BUCKET, Key: h.uniqueKey('holder'), UploadFile: fileA, PartSize: PART, EnableCheckpoint: true, CheckpointFile: record };
     const b = { ...a, Key: h.uniqueKey('refused'), UploadFile: fileB };
-    const first = await startHeld(a, 1500);
+    const first = await startHeld(a, 4000);
     await first.running;
 
     const refused = await h.uploadWithCallback(client, b);
@@ -200,7 +200,7 @@ describe('one upload per record at a time', () => {
   test('the same upload started twice: the second call is refused, the first finishes alone', async () => {
     const file = h.makeFile(dir, 3 * PART);
     const params = { Bucket: h.BUCKET, Key: h.uniqueKey('twice'), UploadFile: file, PartSize: PART, EnableCheckpoint: true };
-    const first = await startHeld(params, 1000);
+    const first = await startHeld(params, 3000);
     await first.running;
     const again = await h.uploadWithCallback(client, params);
     expect(again.err.code).toBe('CheckpointFileInUse');

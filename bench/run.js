@@ -216,7 +216,7 @@ function cases(files) {
   // HTTPS, the path real endpoints take: TLS on the sink's own port
   // (rustls). Node clients trust the test CA through NODE_EXTRA_CA_CERTS
   // (esdk-obs-nodejs and obs-native do not verify unless ssl_verify is set).
-  list.push({ server: HTTPS_SINK, name: '1 GiB, 5 MiB parts, TaskNum 20', files: [files.g1], partSize: MB5, taskNum: 20, env: { NODE_EXTRA_CA_CERTS: path.join(TLS, 'ca.pem') } });
+  list.push({ server: HTTPS_SINK, name: '1 GiB, 5 MiB parts, TaskNum 20', files: [files.g1], partSize: MB5, taskNum: 20, idleBesideOurs: true, env: { NODE_EXTRA_CA_CERTS: path.join(TLS, 'ca.pem') } });
   // With and without a ProgressCallback, interleaved in one case so that
   // drift in the machine's state hits both alike.
   list.push({

@@ -208,12 +208,18 @@ fn save_via(path: &Path, tmp: &Path, json: &[u8]) -> std::io::Result<()> {
 /// unique to this process and write.
 fn temp_path(path: &Path, locked: bool) -> PathBuf {
     static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     if locked {
-        return path.with_file_name(format!(".{name}.tmp"));
+        return locked_temp_path(path);
     }
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     path.with_file_name(format!(".{name}.{}.{n}.tmp", std::process::id()))
+}
+
+/// The temporary name the lock's holder writes through.
+pub fn locked_temp_path(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp"))
 }
 
 /// Removes the record; a record already gone is fine.

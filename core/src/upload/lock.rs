@@ -12,11 +12,13 @@
 
 use std::path::{Path, PathBuf};
 
+use super::checkpoint;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Held while an upload may read or write its record; dropping it frees
 /// the record for the next upload.
 pub struct RecordLock {
+    record: PathBuf,
     path: PathBuf,
     // The open file holds the lock; closing it releases the lock.
     _file: std::fs::File,
@@ -24,6 +26,10 @@ pub struct RecordLock {
 
 impl Drop for RecordLock {
     fn drop(&mut self) {
+        // The holder's writes are over (each keeps the lock until it ends)
+        // and each renamed its temporary file away: one still there was
+        // left by a writer that was killed.
+        let _ = std::fs::remove_file(checkpoint::locked_temp_path(&self.record));
         // Removed while still locked: whoever opened this file meanwhile
         // sees it gone once they lock it, and opens a new one.
         let _ = std::fs::remove_file(&self.path);
@@ -46,51 +52,83 @@ pub fn lock_path(record: &Path) -> PathBuf {
 }
 
 /// Locks `record` for this upload. `Err(CheckpointFileInUse)` when another
-/// upload holds it. Where no lock can be taken (a folder that cannot be
-/// written, a file system without locks) the upload goes on without one,
-/// as it would have before: `Ok(None)`; writing the record then fails with
-/// its own error if the folder is the cause.
+/// upload holds it. Where no lock can be taken at all (a folder that cannot
+/// be written, a file system without locks, a link at the lock's name) the
+/// upload goes on without one, as it would have before: `Ok(None)`;
+/// writing the record then fails with its own error if the folder is the
+/// cause. Any other failure is an error: going on unlocked could undo
+/// another upload.
 pub async fn acquire(record: &Path) -> Result<Option<RecordLock>> {
-    let path = lock_path(record);
-    tokio::task::spawn_blocking(move || acquire_blocking(path))
+    let record = record.to_path_buf();
+    tokio::task::spawn_blocking(move || acquire_blocking(record))
         .await
-        .unwrap_or(Ok(None))
+        .unwrap_or_else(|e| Err(lock_error(&std::io::Error::other(e))))
+}
+
+/// Drops the lock off the async threads (removing its file is file system
+/// work, which a hung network mount could make wait).
+pub async fn release(lock: Option<std::sync::Arc<RecordLock>>) {
+    if let Some(lock) = lock {
+        let _ = tokio::task::spawn_blocking(move || drop(lock)).await;
+    }
+}
+
+fn lock_error(e: &std::io::Error) -> Error {
+    Error::io("WriteCheckpointFileError", "cannot lock the checkpoint file", e)
 }
 
 #[cfg(unix)]
-fn acquire_blocking(path: PathBuf) -> Result<Option<RecordLock>> {
+fn acquire_blocking(record: PathBuf) -> Result<Option<RecordLock>> {
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     use std::os::unix::io::AsRawFd;
 
-    // A holder that finishes removes the file it locked; one that we opened
-    // just before that is locked by nobody but guards nothing. A few tries
-    // get past any such race.
-    for _ in 0..16 {
+    let path = lock_path(&record);
+    let open = |write: bool| {
         let mut opts = std::fs::OpenOptions::new();
         // A link planted at the lock's name is not followed.
-        opts.read(true).write(true).create(true).mode(0o600).custom_flags(libc::O_NOFOLLOW);
-        let Ok(file) = opts.open(&path) else { return Ok(None) };
+        opts.read(true).write(write).create(write).mode(0o600).custom_flags(libc::O_NOFOLLOW);
+        opts.open(&path)
+    };
+    // A holder that finishes removes the file it locked; one that we opened
+    // just before that is locked by nobody but guards nothing, and is
+    // opened again. Running out of tries means others keep taking it.
+    for _ in 0..16 {
+        let file = match open(true) {
+            Ok(f) => f,
+            Err(e) => match e.raw_os_error() {
+                // Another user's lock file in a shared folder: a read-only
+                // descriptor locks as well. No file and no right to make
+                // one: the folder cannot be written.
+                Some(libc::EACCES | libc::EPERM) => match open(false) {
+                    Ok(f) => f,
+                    Err(_) => return Ok(None),
+                },
+                Some(libc::EROFS | libc::ELOOP) => return Ok(None),
+                _ => return Err(lock_error(&e)),
+            },
+        };
         // SAFETY: flock on a descriptor this function owns.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             let e = std::io::Error::last_os_error();
-            return match e.raw_os_error() {
-                Some(code) if code == libc::EWOULDBLOCK => Err(in_use_error()),
-                _ => Ok(None),
-            };
+            match e.raw_os_error() {
+                Some(code) if code == libc::EWOULDBLOCK => return Err(in_use_error()),
+                Some(libc::EINTR) => continue,
+                // The file system has no locks.
+                Some(libc::ENOLCK | libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL) => return Ok(None),
+                _ => return Err(lock_error(&e)),
+            }
         }
         let ours = file.metadata().ok().map(|m| (m.dev(), m.ino()));
         let at_path = std::fs::symlink_metadata(&path).ok().map(|m| (m.dev(), m.ino()));
         if ours.is_some() && ours == at_path {
-            return Ok(Some(RecordLock { path, _file: file }));
+            return Ok(Some(RecordLock { record, path, _file: file }));
         }
-        // Locked a file that its holder removed meanwhile: open again.
-        drop(file);
     }
-    Ok(None)
+    Err(in_use_error())
 }
 
 #[cfg(not(unix))]
-fn acquire_blocking(_path: PathBuf) -> Result<Option<RecordLock>> {
+fn acquire_blocking(_record: PathBuf) -> Result<Option<RecordLock>> {
     Ok(None)
 }
 
@@ -126,6 +164,19 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_temporary_record_a_killed_writer_left_is_removed_on_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = record_in(&dir);
+        std::fs::write(checkpoint::locked_temp_path(&record), b"{\"torn").unwrap();
+        std::fs::write(&record, b"{}").unwrap();
+        let lock = acquire(&record).await.unwrap();
+        assert!(lock.is_some());
+        release(lock.map(std::sync::Arc::new)).await;
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("r.upload_record")], "the record stays, the rest goes");
+    }
+
+    #[tokio::test]
     async fn a_link_at_the_lock_name_is_not_followed() {
         let dir = tempfile::tempdir().unwrap();
         let record = record_in(&dir);
@@ -151,12 +202,16 @@ mod tests {
             tasks.push(std::thread::spawn(move || {
                 let mut held = 0;
                 for _ in 0..300 {
-                    if let Ok(Some(lock)) = acquire_blocking(lock_path(&record)) {
-                        assert_eq!(holders.fetch_add(1, Ordering::SeqCst), 0, "two holders at once");
-                        std::thread::yield_now();
-                        holders.fetch_sub(1, Ordering::SeqCst);
-                        drop(lock);
-                        held += 1;
+                    match acquire_blocking(record.to_path_buf()) {
+                        Ok(Some(lock)) => {
+                            assert_eq!(holders.fetch_add(1, Ordering::SeqCst), 0, "two holders at once");
+                            std::thread::yield_now();
+                            holders.fetch_sub(1, Ordering::SeqCst);
+                            drop(lock);
+                            held += 1;
+                        }
+                        Ok(None) => panic!("went on unlocked where a lock can be taken"),
+                        Err(e) => assert_eq!(e.code, "CheckpointFileInUse"),
                     }
                 }
                 held

@@ -145,24 +145,30 @@ pub async fn run(req: UploadRequest, client: Arc<Client>, observer: Arc<dyn Obse
             .await
             .map_err(|e| Error::io("WriteCheckpointFileError", "cannot create the checkpoint file's folder", &e))?;
     }
-    // Held until this call is done with the record; writes still under way
-    // when it returns keep their own hold.
+    // Held until this call is done with the record. Every way out of the
+    // upload but a panic waits for the record write under way, so the lock
+    // is free when the caller hears the outcome.
     let lock = match &req.checkpoint {
         Some(cp) => lock::acquire(&cp.path).await?.map(Arc::new),
         None => None,
     };
-    let file = Arc::new(file);
-    let (record, plan, resumed) = match &req.checkpoint {
-        None => {
-            let plan = plan::plan_parts(file_size, req.part_size);
-            (new_record(&req, plan, file_size, &last_modified), plan, false)
-        }
-        Some(settings) => resume_or_start(&req, settings, &client, &file, file_size, &last_modified, &control).await?,
-    };
-    let writer = req.checkpoint.as_ref().map(|s| RecordWriter::new(s.path.clone(), lock.clone()));
-    let claimed = if resumed { expected_etag(&record, plan) } else { None };
-    let session = Session { req: &req, client, observer, control, file, plan, record, writer, started: false, claimed };
-    session.drive(resumed).await
+    let outcome = async {
+        let file = Arc::new(file);
+        let (record, plan, resumed) = match &req.checkpoint {
+            None => {
+                let plan = plan::plan_parts(file_size, req.part_size);
+                (new_record(&req, plan, file_size, &last_modified), plan, false)
+            }
+            Some(settings) => resume_or_start(&req, settings, &client, &file, file_size, &last_modified, &control).await?,
+        };
+        let writer = req.checkpoint.as_ref().map(|s| RecordWriter::new(s.path.clone(), lock.clone()));
+        let claimed = if resumed { expected_etag(&record, plan) } else { None };
+        let session = Session { req: &req, client, observer, control, file, plan, record, writer, started: false, claimed };
+        session.drive(resumed).await
+    }
+    .await;
+    lock::release(lock).await;
+    outcome
 }
 
 /// URLs drop `.` and `..` path segments (RFC 3986 5.2.4, also when
