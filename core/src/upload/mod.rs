@@ -149,7 +149,10 @@ pub async fn run(req: UploadRequest, client: Arc<Client>, observer: Arc<dyn Obse
     // upload but a panic waits for the record write under way, so the lock
     // is free when the caller hears the outcome.
     let lock = match &req.checkpoint {
-        Some(cp) => lock::acquire(&cp.path).await?.map(Arc::new),
+        Some(cp) => {
+            check_record_path(&cp.path, &file).await?;
+            lock::acquire(&cp.path).await?.map(Arc::new)
+        }
         None => None,
     };
     let outcome = async {
@@ -242,6 +245,26 @@ fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
     a.len() == b.len() && a.modified().ok() == b.modified().ok()
 }
 
+/// What is at the record's path and is plainly not a record is not ours to
+/// remove (an unreadable record is), nor to lock: say so every time instead.
+async fn check_record_path(path: &std::path::Path, upload: &std::fs::File) -> Result<()> {
+    if let Ok(found) = tokio::fs::metadata(path).await {
+        if found.is_dir() {
+            return Err(Error::invalid_argument("CheckpointFile is a directory!"));
+        }
+        if upload.metadata().is_ok_and(|upload| same_file(&found, &upload)) {
+            return Err(Error::invalid_argument("CheckpointFile is the file to upload"));
+        }
+        if found.len() > MAX_RECORD_BYTES {
+            return Err(Error::invalid_argument(format!(
+                "CheckpointFile is not an upload record ({} bytes, more than any record holds)",
+                found.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Loads the record and checks it against this call and the file; a record
 /// that does not fit is thrown away (its upload aborted) with an error, so
 /// that the next call starts clean. Returns the record, its plan, and
@@ -255,22 +278,6 @@ async fn resume_or_start(
     last_modified: &str,
     control: &Control,
 ) -> Result<(Checkpoint, Plan, bool)> {
-    // What is at the record's path and is plainly not a record is not ours
-    // to remove (an unreadable record is): say so every time instead.
-    if let Ok(found) = tokio::fs::metadata(&settings.path).await {
-        if found.is_dir() {
-            return Err(Error::invalid_argument("CheckpointFile is a directory!"));
-        }
-        if file.metadata().is_ok_and(|upload| same_file(&found, &upload)) {
-            return Err(Error::invalid_argument("CheckpointFile is the file to upload"));
-        }
-        if found.len() > MAX_RECORD_BYTES {
-            return Err(Error::invalid_argument(format!(
-                "CheckpointFile is not an upload record ({} bytes, more than any record holds)",
-                found.len()
-            )));
-        }
-    }
     match checkpoint::load(&settings.path).await {
         Err(e) => {
             checkpoint::remove(&settings.path).await;
