@@ -4,7 +4,6 @@
 
 use base64::Engine as _;
 use bytes::Bytes;
-use md5::{Digest, Md5};
 
 use crate::error::{Error, Result};
 use crate::http::{self, Body, Client, FileRange, Request, Response};
@@ -42,7 +41,7 @@ impl SseC {
         if let Some(k) = &self.key {
             let b64 = base64::engine::general_purpose::STANDARD;
             out.push((format!("{p}server-side-encryption-customer-key"), b64.encode(k.as_bytes())));
-            out.push((format!("{p}server-side-encryption-customer-key-MD5"), b64.encode(Md5::digest(k.as_bytes()))));
+            out.push((format!("{p}server-side-encryption-customer-key-MD5"), b64.encode(crate::md5::digest(k.as_bytes()))));
         }
     }
 }

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use base64::Engine as _;
-use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -113,7 +112,7 @@ impl Checkpoint {
             data.push_str(if p.is_completed { "true" } else { "false" });
             data.push_str(p.etag.as_deref().unwrap_or("undefined"));
         }
-        base64::engine::general_purpose::STANDARD.encode(Md5::digest(data.as_bytes()))
+        base64::engine::general_purpose::STANDARD.encode(crate::md5::digest(data.as_bytes()))
     }
 
     /// Whether the stored digest matches the fields (written by either SDK).

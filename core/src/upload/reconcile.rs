@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use md5::{Digest, Md5};
+use crate::md5::Md5;
 
 use super::checkpoint::{Checkpoint, PartMeta};
 use super::plan::Plan;
@@ -102,7 +102,7 @@ fn hash_range(file: &std::fs::File, offset: u64, len: u64, given_up: &AtomicBool
         let mut buf = vec![0u8; (len as usize).max(1)];
         http::read_exact_at(file, &mut buf[..len as usize], offset)?;
         h.update(&buf[..len as usize]);
-        return Ok(h.finalize().into());
+        return Ok(h.finalize());
     }
     let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<std::io::Result<(Vec<u8>, usize)>>(2);
     let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
@@ -136,7 +136,7 @@ fn hash_range(file: &std::fs::File, offset: u64, len: u64, given_up: &AtomicBool
             hashed += n as u64;
             let _ = empty_tx.send(buf);
         }
-        Ok(h.finalize().into())
+        Ok(h.finalize())
     })
 }
 
@@ -152,7 +152,7 @@ pub fn multipart_etag<'a>(etags: impl Iterator<Item = &'a str>) -> Option<String
             return None;
         }
         let bytes: Option<Vec<u8>> = (0..16).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()).collect();
-        h.update(bytes?);
+        h.update(&bytes?);
         count += 1;
     }
     Some(format!("{}-{count}", sign::hex(&h.finalize())))
@@ -161,15 +161,16 @@ pub fn multipart_etag<'a>(etags: impl Iterator<Item = &'a str>) -> Option<String
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::md5;
 
     #[test]
     fn multipart_etag_is_md5_of_part_md5s() {
         // Two parts "a" and "b": md5("a") = 0cc175b9..., md5("b") = 92eb5ffe...
-        let a = format!("\"{}\"", sign::hex(&Md5::digest(b"a")));
-        let b = sign::hex(&Md5::digest(b"b"));
-        let mut joined = Md5::digest(b"a").to_vec();
-        joined.extend_from_slice(&Md5::digest(b"b"));
-        let want = format!("{}-2", sign::hex(&Md5::digest(&joined)));
+        let a = format!("\"{}\"", sign::hex(&md5::digest(b"a")));
+        let b = sign::hex(&md5::digest(b"b"));
+        let mut joined = md5::digest(b"a").to_vec();
+        joined.extend_from_slice(&md5::digest(b"b"));
+        let want = format!("{}-2", sign::hex(&md5::digest(&joined)));
         assert_eq!(multipart_etag([a.as_str(), b.as_str()].into_iter()), Some(want));
         assert_eq!(multipart_etag(["\"not-an-md5\""].into_iter()), None);
         // 32 bytes that are not 32 ASCII characters: no answer, no panic.
@@ -182,8 +183,8 @@ mod tests {
         let path = dir.path().join("f");
         std::fs::write(&path, b"0123456789").unwrap();
         let f = Arc::new(std::fs::File::open(&path).unwrap());
-        assert_eq!(range_md5(f.clone(), 2, 3).await.unwrap(), <[u8; 16]>::from(Md5::digest(b"234")));
-        assert_eq!(range_md5(f.clone(), 0, 0).await.unwrap(), <[u8; 16]>::from(Md5::digest(b"")));
+        assert_eq!(range_md5(f.clone(), 2, 3).await.unwrap(), md5::digest(b"234"));
+        assert_eq!(range_md5(f.clone(), 0, 0).await.unwrap(), md5::digest(b""));
         assert!(range_md5(f, 8, 5).await.is_err(), "past the end is an error");
     }
 
@@ -195,7 +196,7 @@ mod tests {
         std::fs::write(&path, &data).unwrap();
         let f = Arc::new(std::fs::File::open(&path).unwrap());
         let (off, len) = (777u64, data.len() as u64 - 1000);
-        let want = <[u8; 16]>::from(Md5::digest(&data[off as usize..(off + len) as usize]));
+        let want = md5::digest(&data[off as usize..(off + len) as usize]);
         assert_eq!(range_md5(f.clone(), off, len).await.unwrap(), want);
         let err = range_md5(f, 5, data.len() as u64).await.unwrap_err();
         assert_eq!(err.code, "FileReadError", "a range past the end is an error, not a hang");
