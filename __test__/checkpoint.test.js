@@ -3,6 +3,7 @@
 // the call, or that cannot be read, gets a clear error code, and the next
 // call starts clean; the file and the stored object are never damaged.
 
+const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 const h = require('./helpers');
@@ -143,6 +144,23 @@ test('a record path that is a folder is an InvalidArgument and the folder is lef
     expect(String(err)).toBe('InvalidArgument:CheckpointFile is a directory!');
   }
   expect(fs.statSync(folder).isDirectory()).toBe(true);
+  expect(await h.newUploads(server)).toEqual([]);
+});
+
+test('a record path that is a FIFO or a device (through a link) is an InvalidArgument, never read or removed', async () => {
+  const file = h.makeFile(dir, 10);
+  const fifo = path.join(dir, h.uniqueKey('record-fifo'));
+  execFileSync('mkfifo', [fifo]);
+  const device = path.join(dir, h.uniqueKey('record-device'));
+  fs.symlinkSync('/dev/null', device);
+  for (const record of [fifo, device]) {
+    const params = { Bucket: h.BUCKET, Key: h.uniqueKey(), UploadFile: file, EnableCheckpoint: true, CheckpointFile: record };
+    const { err } = await h.uploadWithCallback(client, params);
+    expect(String(err)).toBe('InvalidArgument:CheckpointFile is not a regular file');
+  }
+  expect(fs.lstatSync(fifo).isFIFO()).toBe(true);
+  expect(fs.lstatSync(device).isSymbolicLink()).toBe(true);
+  expect(fs.statSync('/dev/null').isCharacterDevice()).toBe(true);
   expect(await h.newUploads(server)).toEqual([]);
 });
 

@@ -252,6 +252,11 @@ async fn check_record_path(path: &std::path::Path, upload: &std::fs::File) -> Re
         if found.is_dir() {
             return Err(Error::invalid_argument("CheckpointFile is a directory!"));
         }
+        // A device, a FIFO, a socket: reading could wait forever, and
+        // removing it (as an unreadable record) could take /dev/null away.
+        if !found.is_file() {
+            return Err(Error::invalid_argument("CheckpointFile is not a regular file"));
+        }
         if upload.metadata().is_ok_and(|upload| same_file(&found, &upload)) {
             return Err(Error::invalid_argument("CheckpointFile is the file to upload"));
         }
