@@ -169,7 +169,7 @@ pub async fn load(path: &Path) -> Result<Loaded> {
 ///
 /// `locked`: this upload holds the record's lock (see `lock.rs`), so no
 /// other writer can be at work beside it and the temporary name is fixed,
-/// `.<name>.tmp`: what a killed writer left there is replaced by the next
+/// `.<name>.obs-tmp`: what a killed writer left there is replaced by the next
 /// write instead of staying behind. Without the lock every write gets a
 /// name of its own.
 pub fn save(path: &Path, json: &[u8], locked: bool) -> std::io::Result<()> {
@@ -218,7 +218,7 @@ fn temp_path(path: &Path, locked: bool) -> PathBuf {
 /// The temporary name the lock's holder writes through.
 pub fn locked_temp_path(path: &Path) -> PathBuf {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp"))
+    path.with_file_name(format!(".{name}.obs-tmp"))
 }
 
 /// Removes the record; a record already gone is fine.
@@ -251,7 +251,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let record = dir.path().join("r.upload_record");
         let leftover = temp_path(&record, true);
-        assert_eq!(leftover, dir.path().join(".r.upload_record.tmp"));
+        assert_eq!(leftover, dir.path().join(".r.upload_record.obs-tmp"));
         std::fs::write(&leftover, b"{\"torn").unwrap();
         save(&record, b"{\"a\":1}", true).unwrap();
         assert_eq!(std::fs::read(&record).unwrap(), b"{\"a\":1}");

@@ -5,7 +5,7 @@
 //! file and abort that upload. The second one is refused instead.
 //!
 //! The lock is an advisory lock (`flock`) on a file beside the record,
-//! `.<record name>.lock`: the record itself is replaced by rename on every
+//! `.<record name>.obs-lock`: the record itself is replaced by rename on every
 //! write, so it cannot carry a lock. The kernel drops the lock when its
 //! holder exits, however it exits, so a killed process never leaves a
 //! record locked. The holder removes the file when it is done.
@@ -45,10 +45,11 @@ pub fn in_use_error() -> Error {
     )
 }
 
-/// The lock file of a record.
+/// The lock file of a record. A name of our own: the holder removes it
+/// when done, so it must not be a name another tool might use.
 pub fn lock_path(record: &Path) -> PathBuf {
     let name = record.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    record.with_file_name(format!(".{name}.lock"))
+    record.with_file_name(format!(".{name}.obs-lock"))
 }
 
 /// Locks `record` for this upload. `Err(CheckpointFileInUse)` when another
