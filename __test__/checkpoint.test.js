@@ -164,6 +164,39 @@ test('a record path that is a FIFO or a device (through a link) is an InvalidArg
   expect(await h.newUploads(server)).toEqual([]);
 });
 
+test('a record path that is a link (to a file that is not a record, or to nothing) is an InvalidArgument; the link and its target are left alone', async () => {
+  const file = h.makeFile(dir, 10);
+  const log = path.join(dir, h.uniqueKey('app-log'));
+  fs.writeFileSync(log, 'not a record\n');
+  const toLog = path.join(dir, h.uniqueKey('record-link'));
+  fs.symlinkSync(log, toLog);
+  const dangling = path.join(dir, h.uniqueKey('record-dangling'));
+  fs.symlinkSync(path.join(dir, 'nothing-here'), dangling);
+  for (const record of [toLog, dangling]) {
+    const params = { Bucket: h.BUCKET, Key: h.uniqueKey(), UploadFile: file, EnableCheckpoint: true, CheckpointFile: record };
+    const { err } = await h.uploadWithCallback(client, params);
+    expect(String(err)).toBe("InvalidArgument:CheckpointFile is a symbolic link; give the record's own path");
+    expect(fs.lstatSync(record).isSymbolicLink()).toBe(true);
+  }
+  expect(fs.readFileSync(log, 'utf8')).toBe('not a record\n');
+  expect(fs.existsSync(path.join(dir, 'nothing-here'))).toBe(false);
+  expect(await h.newUploads(server)).toEqual([]);
+});
+
+test("a record path with the name of obs-native's own lock or temporary file is an InvalidArgument", async () => {
+  const file = h.makeFile(dir, 10);
+  for (const name of ['.r.upload_record.obs-lock', '.r.upload_record.obs-tmp']) {
+    const record = path.join(dir, name);
+    fs.writeFileSync(record, 'x');
+    const params = { Bucket: h.BUCKET, Key: h.uniqueKey(), UploadFile: file, EnableCheckpoint: true, CheckpointFile: record };
+    const { err } = await h.uploadWithCallback(client, params);
+    expect(String(err)).toBe('InvalidArgument:CheckpointFile is a name obs-native keeps for its own files');
+    expect(fs.readFileSync(record, 'utf8')).toBe('x');
+    fs.rmSync(record);
+  }
+  expect(await h.newUploads(server)).toEqual([]);
+});
+
 describe('one upload per record at a time', () => {
   /** Starts an upload whose part 2 is held `holdMs` at the server; resolves `running` once part 1 is recorded. */
   async function startHeld(params, holdMs) {

@@ -218,8 +218,10 @@ fn temp_path(path: &Path, locked: bool) -> PathBuf {
 /// The temporary name the lock's holder writes through.
 pub fn locked_temp_path(path: &Path) -> PathBuf {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!(".{name}.obs-tmp"))
+    path.with_file_name(format!(".{name}{LOCKED_TEMP_SUFFIX}"))
 }
+
+pub const LOCKED_TEMP_SUFFIX: &str = ".obs-tmp";
 
 /// Removes the record; a record already gone is fine.
 pub async fn remove(path: &Path) {

@@ -10,6 +10,8 @@
 //! holder exits, however it exits, so a killed process never leaves a
 //! record locked. The holder removes the file when it is done.
 
+#![cfg_attr(not(unix), allow(dead_code))]
+
 use std::path::{Path, PathBuf};
 
 use super::checkpoint;
@@ -49,8 +51,10 @@ pub fn in_use_error() -> Error {
 /// when done, so it must not be a name another tool might use.
 pub fn lock_path(record: &Path) -> PathBuf {
     let name = record.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    record.with_file_name(format!(".{name}.obs-lock"))
+    record.with_file_name(format!(".{name}{LOCK_SUFFIX}"))
 }
+
+pub const LOCK_SUFFIX: &str = ".obs-lock";
 
 /// Locks `record` for this upload. `Err(CheckpointFileInUse)` when another
 /// upload holds it. Where no lock can be taken at all (a folder that cannot
@@ -86,8 +90,10 @@ fn acquire_blocking(record: PathBuf) -> Result<Option<RecordLock>> {
     let path = lock_path(&record);
     let open = |write: bool| {
         let mut opts = std::fs::OpenOptions::new();
-        // A link planted at the lock's name is not followed.
-        opts.read(true).write(write).create(write).mode(0o600).custom_flags(libc::O_NOFOLLOW);
+        // A link planted at the lock's name is not followed, and a FIFO
+        // there does not make the open wait. Readable by all (it holds
+        // nothing), so that another user's upload can lock it too.
+        opts.read(true).write(write).create(write).mode(0o644).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
         opts.open(&path)
     };
     // A holder that finishes removes the file it locked; one that we opened
@@ -108,14 +114,19 @@ fn acquire_blocking(record: PathBuf) -> Result<Option<RecordLock>> {
                 _ => return Err(lock_error(&e)),
             },
         };
+        // Something else planted at the lock's name: no lock to be had.
+        if !file.metadata().is_ok_and(|m| m.is_file()) {
+            return Ok(None);
+        }
         // SAFETY: flock on a descriptor this function owns.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             let e = std::io::Error::last_os_error();
             match e.raw_os_error() {
                 Some(code) if code == libc::EWOULDBLOCK => return Err(in_use_error()),
                 Some(libc::EINTR) => continue,
-                // The file system has no locks.
-                Some(libc::ENOLCK | libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL) => return Ok(None),
+                // The file system has no locks (or, as NFS, none through
+                // a descriptor opened read-only).
+                Some(libc::ENOLCK | libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL | libc::EBADF) => return Ok(None),
                 _ => return Err(lock_error(&e)),
             }
         }
@@ -136,6 +147,7 @@ fn acquire_blocking(_record: PathBuf) -> Result<Option<RecordLock>> {
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;
+    use std::os::unix::fs::FileTypeExt;
 
     fn record_in(dir: &tempfile::TempDir) -> PathBuf {
         dir.path().join("r.upload_record")
@@ -175,6 +187,18 @@ mod tests {
         release(lock.map(std::sync::Arc::new)).await;
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("r.upload_record")], "the record stays, the rest goes");
+    }
+
+    #[tokio::test]
+    async fn a_fifo_at_the_lock_name_does_not_make_the_call_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = record_in(&dir);
+        let fifo = std::ffi::CString::new(lock_path(&record).into_os_string().into_encoded_bytes()).unwrap();
+        // SAFETY: mkfifo with a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        let lock = tokio::time::timeout(std::time::Duration::from_secs(5), acquire(&record)).await.expect("no wait");
+        assert!(lock.unwrap().is_none(), "no lock on a FIFO");
+        assert!(std::fs::symlink_metadata(lock_path(&record)).unwrap().file_type().is_fifo(), "left alone");
     }
 
     #[tokio::test]

@@ -246,8 +246,12 @@ fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
 }
 
 /// What is at the record's path and is plainly not a record is not ours to
-/// remove (an unreadable record is), nor to lock: say so every time instead.
+/// remove (an unparsable record is), nor to lock: say so every time instead.
 async fn check_record_path(path: &std::path::Path, upload: &std::fs::File) -> Result<()> {
+    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    if name.ends_with(lock::LOCK_SUFFIX) || name.ends_with(checkpoint::LOCKED_TEMP_SUFFIX) {
+        return Err(Error::invalid_argument("CheckpointFile is a name obs-native keeps for its own files"));
+    }
     if let Ok(found) = tokio::fs::metadata(path).await {
         if found.is_dir() {
             return Err(Error::invalid_argument("CheckpointFile is a directory!"));
@@ -267,6 +271,13 @@ async fn check_record_path(path: &std::path::Path, upload: &std::fs::File) -> Re
             )));
         }
     }
+    // A record is written by renaming over its path, which would put the
+    // record in the link's place, and an unparsable one is removed: a link
+    // (say /dev/stdout, sent to a log file), even one to nothing, is neither
+    // ours to replace nor to remove.
+    if tokio::fs::symlink_metadata(path).await.is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(Error::invalid_argument("CheckpointFile is a symbolic link; give the record's own path"));
+    }
     Ok(())
 }
 
@@ -284,8 +295,13 @@ async fn resume_or_start(
     control: &Control,
 ) -> Result<(Checkpoint, Plan, bool)> {
     match checkpoint::load(&settings.path).await {
+        // A record that cannot be parsed is garbage, removed so that the
+        // next call starts clean; one that cannot be read (another user's,
+        // say) is left alone.
         Err(e) => {
-            checkpoint::remove(&settings.path).await;
+            if e.code == "ParseCheckpointFileError" {
+                checkpoint::remove(&settings.path).await;
+            }
             Err(e)
         }
         Ok(Loaded::Missing) => {
