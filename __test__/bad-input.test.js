@@ -200,6 +200,22 @@ describe('callbacks', () => {
     expect(String(err)).toBe('InvalidArgument:Metadata must be an object');
     await expectNothingSent();
   });
+
+  test.each([['a b'], ['a:b'], ['a\r\nx-evil'], ['ü'], ['a(b)']])('a Metadata key that cannot be a header name (%j) is an InvalidArgument; nothing is sent', async (name) => {
+    const { err } = await h.uploadWithCallback(client, { Bucket: h.BUCKET, Key: h.uniqueKey(), UploadFile: file, Metadata: { ok: '1', [name]: 'v' } });
+    expect(String(err)).toBe(`InvalidArgument:Metadata key ${JSON.stringify(name)} is not a valid HTTP header name`);
+    await expectNothingSent();
+  });
+
+  test('Metadata values may hold anything: a CR LF in one is sent encoded, not as a header of its own', async () => {
+    const key = h.uniqueKey();
+    const result = await client.uploadFile({ Bucket: h.BUCKET, Key: key, UploadFile: file, Metadata: { note: 'a\r\nx-evil: 1' } });
+    expect(result.CommonMsg.Status).toBe(200);
+    await h.expectUploaded(server, key, file);
+    const ref = await h.referenceClientFor(server);
+    const head = await ref.getObjectMetadata({ Bucket: h.BUCKET, Key: key });
+    expect(head.InterfaceResult.Metadata).toEqual({ note: 'a%0D%0Ax-evil: 1' });
+  });
 });
 
 describe('the server says no', () => {

@@ -137,6 +137,7 @@ pub fn aborted_error() -> Error {
 /// Runs one `uploadFile` call to its end.
 pub async fn run(req: UploadRequest, client: Arc<Client>, observer: Arc<dyn Observer>, control: Arc<Control>) -> Result<Outcome> {
     check_key(&req.key)?;
+    check_metadata(req.metadata_json.as_ref())?;
     let (file, file_size, last_modified) = open_source(&req.upload_file).await?;
     if let Some(cp) = &req.checkpoint
         && let Some(dir) = cp.path.parent().filter(|d| !d.as_os_str().is_empty())
@@ -184,6 +185,19 @@ fn check_key(key: &str) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Metadata keys become header names (`x-obs-meta-<key>`), which HTTP
+/// allows only from a small set of characters; values are encoded, so any
+/// value goes. Refused before anything is sent, instead of as a request
+/// that cannot be built.
+fn check_metadata(metadata: Option<&serde_json::Value>) -> Result<()> {
+    let Some(serde_json::Value::Object(m)) = metadata else { return Ok(()) };
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    match m.keys().find(|k| !k.trim().chars().all(token)) {
+        Some(k) => Err(Error::invalid_argument(format!("Metadata key {k:?} is not a valid HTTP header name"))),
+        None => Ok(()),
+    }
 }
 
 /// Opens the file to upload: its handle, size and mtime as the record keeps it.
