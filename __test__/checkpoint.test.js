@@ -197,6 +197,18 @@ test("a record path with the name of obs-native's own lock or temporary file is 
   expect(await h.newUploads(server)).toEqual([]);
 });
 
+test('a record whose name is as long as a file name may be (255 bytes) is written, resumed and removed', async () => {
+  const file = h.makeFile(dir, 3 * PART);
+  const folder = fs.mkdtempSync(path.join(dir, 'long-'));
+  const record = path.join(folder, 'r'.repeat(255));
+  const { params, json } = await leaveRecord(file, h.uniqueKey(), { CheckpointFile: record });
+  expect(json.uploadId).toBeTruthy();
+  const result = await client.uploadFile(params);
+  expect(result.CommonMsg.Status).toBe(200);
+  await h.expectUploaded(server, params.Key, file);
+  expect(fs.readdirSync(folder)).toEqual([]);
+});
+
 describe('one upload per record at a time', () => {
   /** Starts an upload whose part 2 is held `holdMs` at the server; resolves `running` once part 1 is recorded. */
   async function startHeld(params, holdMs) {

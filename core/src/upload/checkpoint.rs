@@ -210,15 +210,33 @@ fn temp_path(path: &Path, locked: bool) -> PathBuf {
     if locked {
         return locked_temp_path(path);
     }
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    path.with_file_name(format!(".{name}.{}.{n}.tmp", std::process::id()))
+    sidecar_path(path, &format!(".{}.{n}.tmp", std::process::id()))
 }
 
 /// The temporary name the lock's holder writes through.
 pub fn locked_temp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!(".{name}{LOCKED_TEMP_SUFFIX}"))
+    sidecar_path(path, LOCKED_TEMP_SUFFIX)
+}
+
+/// A file of ours beside the record, `.<record name><suffix>`, within the
+/// 255 bytes a file name may have: a record name too long for that keeps
+/// its start and gets a digest of the whole name in place of the rest.
+pub fn sidecar_path(record: &Path, suffix: &str) -> PathBuf {
+    const NAME_MAX: usize = 255;
+    let raw = record.file_name().map(|n| n.as_encoded_bytes()).unwrap_or_default();
+    let name = String::from_utf8_lossy(raw);
+    let full = format!(".{name}{suffix}");
+    if full.len() <= NAME_MAX {
+        return record.with_file_name(full);
+    }
+    let digest = crate::sign::hex(&crate::md5::digest(raw));
+    // '.', the kept start, '~', 16 digits of the digest, the suffix.
+    let mut keep = NAME_MAX.saturating_sub(2 + 16 + suffix.len()).min(name.len());
+    while !name.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    record.with_file_name(format!(".{}~{}{suffix}", &name[..keep], &digest[..16]))
 }
 
 pub const LOCKED_TEMP_SUFFIX: &str = ".obs-tmp";
@@ -246,6 +264,29 @@ mod tests {
         assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
         assert_eq!(std::fs::read(&record).unwrap(), b"{\"a\":1}");
         assert!(std::fs::symlink_metadata(&tmp).is_err(), "the temporary name is gone after the rename");
+    }
+
+    #[test]
+    fn names_beside_a_long_record_name_still_fit_and_stay_apart() {
+        let dir = Path::new("/some/dir");
+        let short = dir.join("r.upload_record");
+        assert_eq!(sidecar_path(&short, ".x"), dir.join(".r.upload_record.x"));
+        for len in [240usize, 250, 255] {
+            let a = dir.join("é".repeat(len / 2) + &"a".repeat(len % 2));
+            let mut b_name = a.file_name().unwrap().to_string_lossy().into_owned();
+            b_name.pop();
+            b_name.push('b');
+            let b = dir.join(b_name);
+            for suffix in [LOCKED_TEMP_SUFFIX, ".obs-lock", ".123456.789.tmp"] {
+                let (sa, sb) = (sidecar_path(&a, suffix), sidecar_path(&b, suffix));
+                for s in [&sa, &sb] {
+                    let n = s.file_name().unwrap().to_str().unwrap();
+                    assert!(n.len() <= 255 && n.starts_with('.') && n.ends_with(suffix), "{n}");
+                    assert_eq!(s.parent(), Some(dir));
+                }
+                assert_ne!(sa, sb, "names that differ only at the end get different files");
+            }
+        }
     }
 
     #[test]

@@ -50,8 +50,7 @@ pub fn in_use_error() -> Error {
 /// The lock file of a record. A name of our own: the holder removes it
 /// when done, so it must not be a name another tool might use.
 pub fn lock_path(record: &Path) -> PathBuf {
-    let name = record.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    record.with_file_name(format!(".{name}{LOCK_SUFFIX}"))
+    checkpoint::sidecar_path(record, LOCK_SUFFIX)
 }
 
 pub const LOCK_SUFFIX: &str = ".obs-lock";
