@@ -207,6 +207,18 @@ describe('callbacks', () => {
     await expectNothingSent();
   });
 
+  test.each([['UploadFile', 'InvalidArgument:UploadFile cannot be read: file name contained an unexpected NUL byte'], ['CheckpointFile', 'InvalidArgument:CheckpointFile contains a NUL byte']])(
+    'a NUL byte in %s is an InvalidArgument; nothing is sent or written',
+    async (name, text) => {
+      const params = { Bucket: h.BUCKET, Key: h.uniqueKey(), UploadFile: file, EnableCheckpoint: true, CheckpointFile: `${file}.record` };
+      params[name] = `${params[name]}\0x`;
+      const { err } = await h.uploadWithCallback(client, params);
+      expect(String(err)).toBe(text);
+      await expectNothingSent();
+      expect(fs.readdirSync(path.dirname(file)).filter((n) => n.includes('.record'))).toEqual([]);
+    },
+  );
+
   test('Metadata values may hold anything: a CR LF in one is sent encoded, not as a header of its own', async () => {
     const key = h.uniqueKey();
     const result = await client.uploadFile({ Bucket: h.BUCKET, Key: key, UploadFile: file, Metadata: { note: 'a\r\nx-evil: 1' } });

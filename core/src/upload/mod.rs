@@ -262,6 +262,9 @@ fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
 /// What is at the record's path and is plainly not a record is not ours to
 /// remove (an unparsable record is), nor to lock: say so every time instead.
 async fn check_record_path(path: &std::path::Path, upload: &std::fs::File) -> Result<()> {
+    if path.as_os_str().as_encoded_bytes().contains(&0) {
+        return Err(Error::invalid_argument("CheckpointFile contains a NUL byte"));
+    }
     let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
     if name.ends_with(lock::LOCK_SUFFIX) || name.ends_with(checkpoint::LOCKED_TEMP_SUFFIX) {
         return Err(Error::invalid_argument("CheckpointFile is a name obs-native keeps for its own files"));
