@@ -207,15 +207,19 @@ describe('callbacks', () => {
     await expectNothingSent();
   });
 
-  test.each([['UploadFile', 'InvalidArgument:UploadFile cannot be read: file name contained an unexpected NUL byte'], ['CheckpointFile', 'InvalidArgument:CheckpointFile contains a NUL byte']])(
+  test.each([
+    ['UploadFile', 'InvalidArgument:UploadFile cannot be read: file name contained an unexpected NUL byte', (p) => `${p}\0x`],
+    ['CheckpointFile', 'InvalidArgument:CheckpointFile contains a NUL byte', (p) => `${p}\0x`],
+    ['CheckpointFile', 'InvalidArgument:CheckpointFile contains a NUL byte', (p) => path.join(path.dirname(p), 'sub\0dir', 'record')],
+  ])(
     'a NUL byte in %s is an InvalidArgument; nothing is sent or written',
-    async (name, text) => {
+    async (name, text, spoil) => {
       const params = { Bucket: h.BUCKET, Key: h.uniqueKey(), UploadFile: file, EnableCheckpoint: true, CheckpointFile: `${file}.record` };
-      params[name] = `${params[name]}\0x`;
+      params[name] = spoil(params[name]);
       const { err } = await h.uploadWithCallback(client, params);
       expect(String(err)).toBe(text);
       await expectNothingSent();
-      expect(fs.readdirSync(path.dirname(file)).filter((n) => n.includes('.record'))).toEqual([]);
+      expect(fs.readdirSync(path.dirname(file)).filter((n) => n.includes('.record') || n.startsWith('sub'))).toEqual([]);
     },
   );
 

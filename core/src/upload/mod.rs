@@ -139,21 +139,19 @@ pub async fn run(req: UploadRequest, client: Arc<Client>, observer: Arc<dyn Obse
     check_key(&req.key)?;
     check_metadata(req.metadata_json.as_ref())?;
     let (file, file_size, last_modified) = open_source(&req.upload_file).await?;
-    if let Some(cp) = &req.checkpoint
-        && let Some(dir) = cp.path.parent().filter(|d| !d.as_os_str().is_empty())
-    {
-        tokio::fs::create_dir_all(dir)
-            .await
-            .map_err(|e| Error::io("WriteCheckpointFileError", "cannot create the checkpoint file's folder", &e))?;
+    if let Some(cp) = &req.checkpoint {
+        check_record_path(&cp.path, &file).await?;
+        if let Some(dir) = cp.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| Error::io("WriteCheckpointFileError", "cannot create the checkpoint file's folder", &e))?;
+        }
     }
     // Held until this call is done with the record. Every way out of the
     // upload but a panic waits for the record write under way, so the lock
     // is free when the caller hears the outcome.
     let lock = match &req.checkpoint {
-        Some(cp) => {
-            check_record_path(&cp.path, &file).await?;
-            lock::acquire(&cp.path).await?.map(Arc::new)
-        }
+        Some(cp) => lock::acquire(&cp.path).await?.map(Arc::new),
         None => None,
     };
     let outcome = async {
