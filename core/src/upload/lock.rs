@@ -114,9 +114,10 @@ fn acquire_blocking(record: PathBuf) -> Result<Option<RecordLock>> {
             },
         };
         // Something else planted at the lock's name: no lock to be had.
-        if !file.metadata().is_ok_and(|m| m.is_file()) {
-            return Ok(None);
-        }
+        let ours = match file.metadata() {
+            Ok(m) if m.is_file() => (m.dev(), m.ino()),
+            _ => return Ok(None),
+        };
         // SAFETY: flock on a descriptor this function owns.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             let e = std::io::Error::last_os_error();
@@ -129,9 +130,8 @@ fn acquire_blocking(record: PathBuf) -> Result<Option<RecordLock>> {
                 _ => return Err(lock_error(&e)),
             }
         }
-        let ours = file.metadata().ok().map(|m| (m.dev(), m.ino()));
         let at_path = std::fs::symlink_metadata(&path).ok().map(|m| (m.dev(), m.ino()));
-        if ours.is_some() && ours == at_path {
+        if at_path == Some(ours) {
             return Ok(Some(RecordLock { record, path, _file: file }));
         }
     }
