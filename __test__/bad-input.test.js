@@ -3,6 +3,7 @@
 // same input goes through it too and the error strings must match; where it
 // crashes, hangs or leaks, obs-native does better and the test says how.
 
+const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
@@ -92,6 +93,25 @@ describe('the file to upload', () => {
     expect(String(err)).toMatch(/^InvalidArgument:UploadFile cannot be read: .*(denied|EACCES)/i);
     expect(fs.existsSync(params.CheckpointFile)).toBe(false);
     await expectNothingSent();
+  });
+
+  // Running out of file descriptors is the machine, not the caller's input:
+  // not InvalidArgument (which says "do not try this again"), and the same
+  // call works once descriptors are free. A child process with a low limit
+  // uses them all up, then calls uploadFile.
+  test('cannot be opened because the process has no file descriptors left: FileReadError, and the same call works once some are free', async () => {
+    const key = h.uniqueKey();
+    const spec = { endpoint: server.endpoint, accessKey: server.accessKey, secretKey: server.secretKey, bucket: h.BUCKET, key, file };
+    const child = path.join(__dirname, 'fixtures', 'no-fds-child.js');
+    const out = execFileSync('bash', ['-c', 'ulimit -n 256 && exec "$0" "$@"', process.execPath, child, JSON.stringify(spec)], { encoding: 'utf8', timeout: 60000 });
+    const report = JSON.parse(out.trim().split('\n').pop());
+    expect(report.exhausted).toBe(true);
+    expect(report.starved.code).toBe('FileReadError');
+    expect(report.starved.text).toMatch(/^FileReadError:cannot open the file to upload: Too many open files/);
+    expect(report.after).toEqual({ status: 200 });
+    await h.expectUploaded(server, key, file);
+    const puts = (await server.stats()).requests.filter((r) => r.method === 'PUT' || r.method === 'POST');
+    expect(puts.filter((r) => r.method === 'POST' && /(^|&)uploads(=|&|$)/.test(r.query))).toHaveLength(1);
   });
 });
 

@@ -204,7 +204,7 @@ async fn open_source(upload_file: &str) -> Result<(std::fs::File, u64, String)> 
     let meta = match tokio::fs::metadata(&path).await {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::invalid_argument("UploadFile does not exist!")),
-        Err(e) => return Err(Error::invalid_argument(format!("UploadFile cannot be read: {e}"))),
+        Err(e) => return Err(cannot_open(e)),
     };
     if !meta.is_file() {
         return Err(Error::invalid_argument("UploadFile is not a file!"));
@@ -212,9 +212,31 @@ async fn open_source(upload_file: &str) -> Result<(std::fs::File, u64, String)> 
     let file = tokio::task::spawn_blocking(move || std::fs::File::open(path))
         .await
         .map_err(|e| Error::new(ErrorKind::Io, "FileReadError", e.to_string()))?
-        .map_err(|e| Error::invalid_argument(format!("UploadFile cannot be read: {e}")))?;
+        .map_err(cannot_open)?;
     let last_modified = checkpoint::utc_string(meta.modified().unwrap_or(std::time::UNIX_EPOCH));
     Ok((file, meta.len(), last_modified))
+}
+
+/// Why the file to upload could not be opened. A path that names nothing
+/// readable (no permission, a file in place of a folder, a name too long, a
+/// loop of links) is the caller's input, `InvalidArgument`; the machine
+/// running short (too many open files, no memory) or a failing disk is not,
+/// and is `FileReadError`: the same call can succeed later.
+fn cannot_open(e: std::io::Error) -> Error {
+    // A name Rust refuses before asking the system (a NUL byte) has no code.
+    let refused_name = e.kind() == std::io::ErrorKind::InvalidInput;
+    #[cfg(unix)]
+    let about_the_path = matches!(
+        e.raw_os_error(),
+        Some(libc::EACCES | libc::EPERM | libc::ENOENT | libc::ENOTDIR | libc::EISDIR | libc::ENAMETOOLONG | libc::ELOOP | libc::ENXIO | libc::EINVAL)
+    );
+    #[cfg(not(unix))]
+    let about_the_path = matches!(e.kind(), std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::NotFound);
+    if refused_name || about_the_path {
+        Error::invalid_argument(format!("UploadFile cannot be read: {e}"))
+    } else {
+        Error::io("FileReadError", "cannot open the file to upload", &e)
+    }
 }
 
 /// A record for a fresh upload of this request.
