@@ -109,7 +109,12 @@ fn hash_range(file: &std::fs::File, offset: u64, len: u64, given_up: &AtomicBool
     for _ in 0..3 {
         let _ = empty_tx.send(vec![0u8; HASH_CHUNK]);
     }
-    std::thread::scope(|scope| {
+    // `move`: the hasher's ends of both queues belong to this closure and
+    // are dropped as it returns, before the scope waits for the reader. A
+    // reader blocked on a full queue or waiting for a free buffer then wakes
+    // to a closed queue and ends; borrowed ends would outlive the closure
+    // and the scope would wait for it forever when the hashing stops early.
+    std::thread::scope(move |scope| {
         scope.spawn(move || {
             let mut pos = offset;
             while pos < end {
@@ -200,5 +205,27 @@ mod tests {
         assert_eq!(range_md5(f.clone(), off, len).await.unwrap(), want);
         let err = range_md5(f, 5, data.len() as u64).await.unwrap_err();
         assert_eq!(err.code, "FileReadError", "a range past the end is an error, not a hang");
+    }
+
+    #[test]
+    fn hashing_given_up_returns_and_its_reader_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, vec![3u8; 12 * HASH_CHUNK]).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        for delay_us in [0u64, 200, 2000] {
+            let given_up = Arc::new(AtomicBool::new(delay_us == 0));
+            let (done_tx, done_rx) = std::sync::mpsc::channel();
+            let (file, flag) = (file.try_clone().unwrap(), given_up.clone());
+            // The scope inside returns only once its reader thread has ended.
+            std::thread::spawn(move || done_tx.send(hash_range(&file, 0, 12 * HASH_CHUNK as u64, &flag).map(|_| ())));
+            std::thread::sleep(std::time::Duration::from_micros(delay_us));
+            given_up.store(true, Ordering::Relaxed);
+            match done_rx.recv_timeout(std::time::Duration::from_secs(20)) {
+                Ok(Err(e)) => assert_eq!(e.kind(), std::io::ErrorKind::Interrupted),
+                Ok(Ok(())) => assert!(delay_us > 0, "hashing that was given up before it began cannot finish"),
+                Err(_) => panic!("hashing given up after {delay_us} us did not return: its reader thread is stuck"),
+            }
+        }
     }
 }
