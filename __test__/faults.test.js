@@ -189,6 +189,53 @@ describe('faults on abort', () => {
     await c.uploadFile({ Bucket: h.BUCKET, Key: record.objectKey, UploadFile: file, EnableCheckpoint: true, TaskNum: 1 });
     await h.expectUploaded(server, record.objectKey, file);
   });
+
+  // The record no longer fits the file, and its upload cannot be aborted:
+  // removing the record would leave that upload on the server with nothing
+  // pointing at it. The reference SDK keeps the record too.
+  test('a stale record whose upload cannot be aborted is kept (CheckpointFileInvalid); the next call aborts it and removes it', async () => {
+    const file = h.makeFile(dir, 3 * PART);
+    const c = h.clientFor(server, { max_retry_count: 0 });
+    await server.addFault(onPart(2, { delay_ms: 500 }));
+    const p = params(file, { EnableCheckpoint: true, TaskNum: 1 });
+    expect((await h.uploadStoppedAt(c, p, PART, 'cancel')).err.code).toBe('Upload suspened');
+    const record = JSON.parse(fs.readFileSync(`${file}.upload_record`, 'utf8'));
+    const later = new Date(Date.now() + 10000);
+    fs.utimesSync(file, later, later);
+    await server.clearFaults();
+    await server.addFault({ method: 'DELETE', times: 0, action: { status: 503, code: 'ServiceUnavailable', message: 'down' } });
+
+    const first = await h.uploadWithCallback(c, p);
+    expect(first.err.code).toBe('CheckpointFileInvalid');
+    expect(first.err.message).toMatch(/could not be aborted \(Status:503,Code:ServiceUnavailable,Message:down\), the record is kept/);
+    expect(first.err.uploadId).toBe(record.uploadId);
+    expect(fs.existsSync(`${file}.upload_record`)).toBe(true);
+    expect(await h.newUploads(server)).toEqual([record.uploadId]);
+
+    await server.clearFaults();
+    const second = await h.uploadWithCallback(c, p);
+    expect(String(second.err)).toBe('CheckpointFileInvalid:CheckpointFile is invalid!');
+    expect(fs.existsSync(`${file}.upload_record`)).toBe(false);
+    expect(await h.newUploads(server)).toEqual([]);
+
+    await c.uploadFile(p);
+    await h.expectUploaded(server, p.Key, file);
+  });
+
+  // s3s-fs forgets an upload whose complete it refuses, then answers its
+  // abort with 403 AccessDenied (OBS would answer 404). Credentials that
+  // still open the bucket mean the refusal is about the upload: it is gone,
+  // and the record goes with it instead of failing every later call.
+  test('an abort refused with 403 while the bucket still opens counts as done: the record is removed', async () => {
+    const file = h.makeFile(dir, 300 * 1024);
+    const p = params(file, { EnableCheckpoint: true, PartSize: 100 * 1024 });
+    const { err } = await h.uploadWithCallback(client, p);
+    expect(err.code).toBe('EntityTooSmall');
+    const deletes = (await server.stats()).requests.filter((r) => r.method === 'DELETE').map((r) => r.status);
+    expect(deletes).toEqual([403]);
+    expect(fs.existsSync(`${file}.upload_record`)).toBe(false);
+    expect(await h.newUploads(server)).toEqual([]);
+  });
 });
 
 test('max_connections bounds the requests in flight, whatever TaskNum asks for', async () => {

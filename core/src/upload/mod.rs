@@ -366,8 +366,11 @@ async fn resume_or_start(
                     // Cancel keeps the record and its upload, as it would
                     // once parts are going; abort removes both.
                     Err(StopRequest::Abort) => {
-                        discard_record(client, &record, &settings.path).await;
-                        return Err(aborted_error());
+                        let mut e = aborted_error();
+                        if let Some(failed) = discard_record(client, &record, &settings.path).await {
+                            e = kept_because(e, &failed, &record);
+                        }
+                        return Err(e);
                     }
                     Err(_) => return Err(cancelled_error()),
                 },
@@ -376,23 +379,60 @@ async fn resume_or_start(
             match plan {
                 Some(plan) if fits && checksum_ok => Ok((record, plan, true)),
                 _ => {
-                    discard_record(client, &record, &settings.path).await;
-                    Err(Error::new(ErrorKind::Checkpoint, "CheckpointFileInvalid", "CheckpointFile is invalid!"))
+                    let e = Error::new(ErrorKind::Checkpoint, "CheckpointFileInvalid", "CheckpointFile is invalid!");
+                    match discard_record(client, &record, &settings.path).await {
+                        Some(failed) => Err(kept_because(e, &failed, &record)),
+                        None => Err(e),
+                    }
                 }
             }
         }
     }
 }
 
-/// Aborts the upload a stale record points to and removes the record.
-async fn discard_record(client: &Client, record: &Checkpoint, path: &std::path::Path) {
-    if let Some(id) = &record.upload_id
-        && let Ok(sig) = client.signature_for(&record.bucket_name).await
-    {
+/// Aborts the upload a stale record points to and removes the record. When
+/// the upload may still be on the server (the abort failed, or could not be
+/// sent), the record is kept, so that the upload is not lost track of: the
+/// next call tries again. The failure is returned.
+async fn discard_record(client: &Client, record: &Checkpoint, path: &std::path::Path) -> Option<Error> {
+    if let Some(id) = &record.upload_id {
         let target = Target { bucket: &record.bucket_name, key: &record.object_key, upload_id: id };
-        let _ = ops::abort_multipart_upload(client, sig, &target).await;
+        let failed = match client.signature_for(&record.bucket_name).await {
+            Ok(sig) => abort_upload(client, sig, &target).await,
+            Err(e) => Some(e),
+        };
+        if failed.is_some() {
+            return failed;
+        }
     }
     checkpoint::remove(path).await;
+    None
+}
+
+/// `e` for a call that kept a record because its upload could not be aborted.
+fn kept_because(e: Error, failed: &Error, record: &Checkpoint) -> Error {
+    let message = format!("{}; its upload could not be aborted ({}), the record is kept", e.message, failed.summary());
+    let e = Error { message, service: failed.service.clone(), ..e };
+    match &record.upload_id {
+        Some(id) => e.with_upload_id(id),
+        None => e,
+    }
+}
+
+/// Aborts a multipart upload. `None` once it is gone from the server:
+/// aborted, unknown (404), or refused with 401/403 while the same
+/// credentials still open the bucket, which means the refusal is about the
+/// upload, not about who asks (s3s-fs answers so for an upload id it does
+/// not know; OBS answers 404). `Some(error)` when it may still be there.
+async fn abort_upload(client: &Client, sig: Signature, target: &Target<'_>) -> Option<Error> {
+    match ops::abort_multipart_upload(client, sig, target).await {
+        Ok(()) => None,
+        Err(e) if matches!(e.status(), Some(401 | 403)) => match ops::head_bucket(client, sig, target.bucket).await {
+            Ok(status) if (200..300).contains(&status) => None,
+            _ => Some(e),
+        },
+        Err(e) => Some(e),
+    }
 }
 
 /// The object settings to initiate with: the record's (a resumed record
@@ -763,12 +803,12 @@ impl Session<'_> {
     /// of; the failure is returned.
     async fn abort_and_forget(&mut self, sig: Signature, upload_id: &str) -> Option<Error> {
         let target = Target { bucket: &self.req.bucket, key: &self.req.key, upload_id };
-        match ops::abort_multipart_upload(&self.client, sig, &target).await {
-            Ok(()) => {
+        match abort_upload(&self.client, sig, &target).await {
+            None => {
                 self.forget().await;
                 None
             }
-            Err(e) => {
+            Some(e) => {
                 if let Some(w) = self.writer.as_mut() {
                     let _ = w.flush(&mut self.record).await;
                 }
