@@ -63,6 +63,24 @@ describe('required parameters', () => {
   );
 });
 
+// A bucket name goes into the URL's host (virtual-hosted requests) or path.
+// One with a character no bucket has could move the whole upload, signed
+// and with its security token, to another host ('evil.example/x' makes the
+// host evil.example). The reference SDK sends it as it is.
+describe('a Bucket that is not a bucket name', () => {
+  const bad = ['evil.example/x', 'a@evil.example', 'evil.example:8443', 'evil.example#', 'a?b', 'a\\b', 'a b', 'a\r\nb', 'b\u00fccket'];
+  test.each(bad.map((b) => [JSON.stringify(b), b]))('%s is an InvalidArgument and nothing is sent', async (_, bucket) => {
+    const virtualHosted = h.clientFor(server, { server: server.endpoint.replace('127.0.0.1', 'localhost') });
+    for (const c of [client, virtualHosted]) {
+      const { err } = await h.uploadWithCallback(c, { Bucket: bucket, Key: h.uniqueKey(), UploadFile: file, EnableCheckpoint: true, CheckpointFile: path.join(dir, 'bad-bucket.record') });
+      expect(err.code).toBe('InvalidArgument');
+      expect(err.message).toBe(`Bucket ${JSON.stringify(bucket)} is not a valid bucket name (letters, digits, '.', '-' and '_' only)`);
+    }
+    expect(fs.existsSync(path.join(dir, 'bad-bucket.record'))).toBe(false);
+    await expectNothingSent();
+  });
+});
+
 describe('the file to upload', () => {
   test('does not exist', async () => {
     const params = { Bucket: h.BUCKET, Key: h.uniqueKey(), UploadFile: path.join(dir, 'missing.bin') };

@@ -99,6 +99,21 @@ const PATH_SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERI
     .remove(b'~')
     .remove(b'/');
 
+/// A bucket name that can go into a URL's host or path as it is: ASCII
+/// letters, digits, `.`, `-` and `_` (what OBS and S3, including S3's
+/// older rules, allow), or empty (requests to the service itself). Any
+/// other character could move a virtual-hosted request to another host
+/// (`evil.example/x`, `a@evil.example`, `evil.example#`).
+pub fn check_bucket(bucket: &str) -> Result<()> {
+    if bucket.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')) {
+        Ok(())
+    } else {
+        Err(Error::invalid_argument(format!(
+            "Bucket {bucket:?} is not a valid bucket name (letters, digits, '.', '-' and '_' only)"
+        )))
+    }
+}
+
 pub fn encode_path(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, PATH_SET).to_string()
 }
@@ -295,6 +310,9 @@ impl Client {
     }
 
     async fn send_once(&self, req: &Request, sig: Option<Signature>) -> Result<Response> {
+        // Whatever the bucket came from (the call, a record), a name that
+        // would change the URL's host is never signed or sent.
+        check_bucket(&req.bucket)?;
         let _connection = self.connections.acquire().await.map_err(|_| Error::network("the client is closed"))?;
         let ep = &self.config.endpoint;
         let key_path = req.key.as_deref().map(encode_path).unwrap_or_default();
@@ -768,6 +786,17 @@ fn timeout_error(host: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bucket_names_that_would_change_the_url_are_refused() {
+        for ok in ["bucketname", "my.bucket-1", "Old_Bucket", "a", ""] {
+            assert!(check_bucket(ok).is_ok(), "{ok:?}");
+        }
+        for bad in ["evil.example/x", "a@evil.example", "evil.example:8443", "evil.example#", "a?b", "a\\b", "a b", "a\r\nb", "[::1]", "b\u{fc}cket", "a%2fb"] {
+            let e = check_bucket(bad).unwrap_err();
+            assert_eq!(e.code, "InvalidArgument", "{bad:?}");
+        }
+    }
 
     #[tokio::test]
     async fn a_body_stream_read_after_its_attempt_failed_counts_nothing() {

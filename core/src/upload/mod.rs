@@ -136,6 +136,7 @@ pub fn aborted_error() -> Error {
 
 /// Runs one `uploadFile` call to its end.
 pub async fn run(req: UploadRequest, client: Arc<Client>, observer: Arc<dyn Observer>, control: Arc<Control>) -> Result<Outcome> {
+    crate::http::check_bucket(&req.bucket)?;
     check_key(&req.key)?;
     check_metadata(req.metadata_json.as_ref())?;
     let (file, file_size, last_modified) = open_source(&req.upload_file).await?;
