@@ -138,6 +138,35 @@ describe('credentials', () => {
   });
 });
 
+// A new client (a restarted process) negotiates the protocol before it
+// resumes; the server being away then is the same fault as during the
+// parts, and gets the same answer: the upload stays resumable.
+test('a resume by a new client while the server is away: IncompletedUpload with the upload id, record kept; the same call finishes once it is back', async () => {
+  const file = h.makeFile(dir, 3 * PART);
+  const p = { Bucket: h.BUCKET, Key: h.uniqueKey('away'), UploadFile: file, PartSize: PART, TaskNum: 1, EnableCheckpoint: true };
+  await server.addFault({ method: 'PUT', query: { partNumber: '2' }, times: 1, action: { delay_ms: 500 } });
+  expect((await h.uploadStoppedAt(obsClient(), p, PART, 'cancel')).err.code).toBe('Upload suspened');
+  const record = JSON.parse(fs.readFileSync(`${file}.upload_record`, 'utf8'));
+  await server.clearFaults();
+  await server.stopS3();
+  try {
+    const { err } = await h.uploadWithCallback(obsClient({ max_retry_count: 0 }), p);
+    expect(err.code).toBe('IncompletedUpload');
+    expect(err.message).toMatch(/ECONNREFUSED/);
+    expect(err.uploadId).toBe(record.uploadId);
+    expect(JSON.parse(fs.readFileSync(`${file}.upload_record`, 'utf8'))).toEqual(record);
+  } finally {
+    await server.startS3();
+  }
+  await server.resetStats();
+  await obsClient().uploadFile(p);
+  await h.expectUploaded(server, p.Key, file);
+  const { requests } = await server.stats();
+  expect(requests.some((r) => r.method === 'HEAD' && /apiversion/.test(r.query))).toBe(true);
+  const sent = (await h.partPuts(server)).map((r) => Number(/partNumber=(\d+)/.exec(r.query)[1]));
+  expect(sent.sort()).toEqual([2, 3]);
+});
+
 // Negotiation asks the bucket; a 404 there has no body. The reference SDK
 // reports ':' (empty code and message); obs-native names it.
 test('an unknown bucket is NoSuchBucket at negotiation', async () => {

@@ -552,7 +552,15 @@ impl Session<'_> {
         let mut restarts = 0;
         loop {
             let (sig, upload_id) = match self.record.upload_id.clone() {
-                Some(id) => (self.client.signature_for(&self.req.bucket).await?, id),
+                Some(id) => match self.client.signature_for(&self.req.bucket).await {
+                    Ok(sig) => (sig, id),
+                    // A resume that negotiates first (a new client or
+                    // process): a refusal is the server's answer; no answer
+                    // or a 5xx leaves the upload resumable, as a part that
+                    // failed would, with its record.
+                    Err(e) if e.kind == ErrorKind::Service && !e.retryable => return Err(e.with_upload_id(&id)),
+                    Err(e) => return Err(incomplete(e).with_upload_id(&id)),
+                },
                 None => {
                     // Stopped before the upload exists: none is made. A
                     // cancel keeps the record, already written above or at
