@@ -167,6 +167,28 @@ test('a resume by a new client while the server is away: IncompletedUpload with 
   expect(sent.sort()).toEqual([2, 3]);
 });
 
+// Each bucket is negotiated under its own lock: a bucket whose negotiation
+// hangs holds up only the uploads to that bucket.
+test('a slow negotiation of one bucket does not hold up uploads to a bucket already negotiated', async () => {
+  const c = obsClient();
+  const file = h.makeFile(dir, PART + 1);
+  const first = { Bucket: h.BUCKET, Key: h.uniqueKey('neg'), UploadFile: file };
+  await c.uploadFile(first);
+  await server.addFault({ method: 'HEAD', query: { apiversion: null }, times: 0, action: { delay_ms: 3000 } });
+  const order = [];
+  const slow = h.uploadWithCallback(c, { Bucket: 'no-such-bucket', Key: 'k', UploadFile: file }).then((r) => {
+    order.push('slow bucket');
+    return r;
+  });
+  await new Promise((r) => setTimeout(r, 100));
+  const second = { ...first, Key: h.uniqueKey('neg') };
+  await c.uploadFile(second);
+  order.push('negotiated bucket');
+  expect((await slow).err.code).toBe('NoSuchBucket');
+  expect(order).toEqual(['negotiated bucket', 'slow bucket']);
+  await h.expectUploaded(server, second.Key, file);
+});
+
 // Negotiation asks the bucket; a 404 there has no body. The reference SDK
 // reports ':' (empty code and message); obs-native names it.
 test('an unknown bucket is NoSuchBucket at negotiation', async () => {

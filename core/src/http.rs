@@ -164,12 +164,18 @@ fn random_unit() -> f64 {
 const NEGOTIATION_TTL: Duration = Duration::from_secs(15 * 60);
 pub(crate) const MAX_RESPONSE_BODY: usize = 16 * 1024 * 1024;
 
+/// What negotiation found for one bucket, and when.
+type NegotiatedSlot = tokio::sync::Mutex<Option<(Signature, Instant)>>;
+
 pub struct Client {
     config: ClientConfig,
     credentials: RwLock<Credentials>,
     http: reqwest::Client,
     retry: RetryPolicy,
-    negotiated: tokio::sync::Mutex<HashMap<String, (Signature, Instant)>>,
+    /// Per bucket: the protocol it speaks and when that was asked. Each
+    /// bucket has its own lock, so that a slow negotiation holds up only
+    /// the uploads to its bucket.
+    negotiated: Mutex<HashMap<String, Arc<NegotiatedSlot>>>,
     /// At most `max_connections` requests of this client at once, whatever
     /// the uploads' TaskNum add up to.
     connections: tokio::sync::Semaphore,
@@ -249,11 +255,12 @@ impl Client {
         match self.config.signature {
             SignatureMode::Fixed(s) => Ok(s),
             SignatureMode::Negotiate => {
-                let mut cache = self.negotiated.lock().await;
-                if let Some((sig, at)) = cache.get(bucket)
+                let slot = self.negotiated.lock().unwrap_or_else(|p| p.into_inner()).entry(bucket.to_string()).or_default().clone();
+                let mut known = slot.lock().await;
+                if let Some((sig, at)) = *known
                     && at.elapsed() < NEGOTIATION_TTL
                 {
-                    return Ok(*sig);
+                    return Ok(sig);
                 }
                 let req = Request {
                     method: "HEAD",
@@ -275,7 +282,7 @@ impl Client {
                 }
                 let obs = resp.is_success() && resp.header("x-obs-api").is_some_and(|v| v >= "3.0");
                 let sig = if obs { Signature::Obs } else { Signature::V2 };
-                cache.insert(bucket.to_string(), (sig, Instant::now()));
+                *known = Some((sig, Instant::now()));
                 Ok(sig)
             }
         }
