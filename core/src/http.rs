@@ -184,11 +184,12 @@ pub struct Client {
     sendfile: Option<crate::sendfile::Pool>,
 }
 
-/// One connection pool per distinct TLS/proxy setting, shared by all clients.
+/// One connection pool per distinct TLS, proxy and timeout setting (the
+/// connect timeout belongs to the pool), shared by all clients.
 fn shared_http(config: &ClientConfig) -> Result<reqwest::Client> {
-    type Key = (SslVerify, Option<String>);
+    type Key = (SslVerify, Option<String>, Duration);
     static POOLS: OnceLock<Mutex<HashMap<Key, reqwest::Client>>> = OnceLock::new();
-    let key = (config.ssl_verify.clone(), config.proxy.clone());
+    let key = (config.ssl_verify.clone(), config.proxy.clone(), config.timeout);
     let pools = POOLS.get_or_init(Default::default);
     let mut pools = pools.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(c) = pools.get(&key) {
