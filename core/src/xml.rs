@@ -26,7 +26,14 @@ impl Element {
     }
 }
 
-/// Parses `body` and returns its root element; `None` when it is not XML.
+/// Deepest nesting taken. The API's answers go three levels deep; a tree
+/// much deeper is not one of them, and would be dropped recursively, so a
+/// body of a million nested elements would overflow the thread's stack and
+/// end the process.
+const MAX_DEPTH: usize = 64;
+
+/// Parses `body` and returns its root element; `None` when it is not XML
+/// (or nests deeper than [`MAX_DEPTH`]).
 pub fn parse(body: &[u8]) -> Option<Element> {
     let mut reader = Reader::from_reader(body);
     let mut stack: Vec<Element> = Vec::new();
@@ -34,6 +41,9 @@ pub fn parse(body: &[u8]) -> Option<Element> {
     loop {
         match reader.read_event() {
             Ok(Event::Start(e)) => {
+                if stack.len() >= MAX_DEPTH {
+                    return None;
+                }
                 stack.push(Element { name: local_name(e.name().as_ref()), ..Default::default() });
             }
             Ok(Event::Empty(e)) => {
@@ -105,6 +115,17 @@ fn local_name(raw: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_body_nested_a_million_deep_is_not_xml_we_take_and_does_not_overflow_the_stack() {
+        let depth = 1_000_000;
+        let body = format!("{}{}", "<a>".repeat(depth), "</a>".repeat(depth));
+        // On a thread with a small stack, as the async threads have.
+        let parsed = std::thread::Builder::new().stack_size(256 * 1024).spawn(move || parse(body.as_bytes()).is_some()).unwrap().join();
+        assert_eq!(parsed.ok(), Some(false));
+        let ok = format!("{}x{}", "<a>".repeat(MAX_DEPTH), "</a>".repeat(MAX_DEPTH));
+        assert!(parse(ok.as_bytes()).is_some(), "as deep as allowed still parses");
+    }
 
     #[test]
     fn reads_nested_elements_entities_and_lists() {
