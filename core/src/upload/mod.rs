@@ -210,10 +210,20 @@ async fn open_source(upload_file: &str) -> Result<(std::fs::File, u64, String)> 
     if !meta.is_file() {
         return Err(Error::invalid_argument("UploadFile is not a file!"));
     }
-    let file = tokio::task::spawn_blocking(move || std::fs::File::open(path))
-        .await
-        .map_err(|e| Error::new(ErrorKind::Io, "FileReadError", e.to_string()))?
-        .map_err(cannot_open)?;
+    // Size and mtime from the opened file itself: the path may be replaced
+    // (saved by a rename) between the look above and the open, and the
+    // plan must describe the bytes the parts will read.
+    let (file, meta) = tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(path)?;
+        let meta = file.metadata()?;
+        Ok::<_, std::io::Error>((file, meta))
+    })
+    .await
+    .map_err(|e| Error::new(ErrorKind::Io, "FileReadError", e.to_string()))?
+    .map_err(cannot_open)?;
+    if !meta.is_file() {
+        return Err(Error::invalid_argument("UploadFile is not a file!"));
+    }
     let last_modified = checkpoint::utc_string(meta.modified().unwrap_or(std::time::UNIX_EPOCH));
     Ok((file, meta.len(), last_modified))
 }
