@@ -95,7 +95,14 @@ pub async fn initiate_multipart_upload(
         let name = name.trim().to_ascii_lowercase();
         let meta = sig.meta_prefix();
         let name = if name.starts_with(meta) { name } else { format!("{meta}{name}") };
-        headers.push((name, http::encode_header_value(value)));
+        let value = http::encode_header_value(value);
+        // Keys that name the same header (`Foo` and `foo`, or `foo` and
+        // `x-obs-meta-foo`): the last one wins, as in the reference SDK.
+        // Sent twice, the server would join them and the signature fail.
+        match headers.iter_mut().find(|(n, _)| *n == name) {
+            Some(kept) => kept.1 = value,
+            None => headers.push((name, value)),
+        }
     }
     if let Some(w) = &settings.website_redirect_location {
         headers.push((format!("{p}website-redirect-location"), http::encode_header_value(w)));

@@ -218,7 +218,14 @@ pub fn canonical_request_v4(input: &V4Input<'_>) -> (String, String) {
     for (k, v) in &hs {
         c.push_str(k);
         c.push(':');
-        c.push_str(v);
+        // The value as the server sees it: no spaces at either end (HTTP
+        // drops them) and runs of spaces as one (V4's "trimall").
+        for (i, word) in v.split(' ').filter(|w| !w.is_empty()).enumerate() {
+            if i > 0 {
+                c.push(' ');
+            }
+            c.push_str(word);
+        }
         c.push('\n');
     }
     c.push('\n');
@@ -356,6 +363,22 @@ mod tests {
              SignedHeaders=content-length;date;host;x-amz-content-sha256;x-amz-date,\
              Signature=0072551b742516b74d95e4a7819b7eabca146bd280dac896ec14e37a95c74ce7"
         );
+    }
+
+    #[test]
+    fn v4_signs_header_values_trimmed_with_runs_of_spaces_as_one() {
+        let headers = h(&[("Host", "b.example.com"), ("x-amz-meta-a", "  x   y  z "), ("x-amz-meta-b", "plain")]);
+        let input = V4Input {
+            method: "PUT",
+            wire_path: "/k",
+            encoded_query: &[],
+            headers: &headers,
+            amz_date: "20261124T212548Z",
+            region: "r",
+        };
+        let (canonical, signed) = canonical_request_v4(&input);
+        assert!(canonical.contains("\nx-amz-meta-a:x y z\nx-amz-meta-b:plain\n"), "{canonical}");
+        assert_eq!(signed, "host;x-amz-meta-a;x-amz-meta-b");
     }
 
     #[test]
