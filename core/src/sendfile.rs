@@ -161,12 +161,36 @@ pub struct Put<'a> {
     pub attempt: &'a Attempt,
 }
 
+/// How long an address that is not the host's last one gets to answer
+/// before the next is tried: an address whose route drops packets (an
+/// IPv6 route that goes nowhere, say) would otherwise hold every part until
+/// the request's idle timeout, while the next address works.
+const ADDRESS_TRY: std::time::Duration = std::time::Duration::from_secs(2);
+
 async fn connect(host: &str, port: u16) -> io::Result<TcpStream> {
-    let mut last = None;
     // An IPv6 literal comes in brackets, as in the Host header.
     let name = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
-    for addr in tokio::net::lookup_host((name, port)).await? {
-        match TcpStream::connect(addr).await {
+    let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((name, port)).await?.collect();
+    if addrs.is_empty() {
+        return Err(io::Error::new(io::ErrorKind::NotFound, format!("getaddrinfo ENOTFOUND {host}")));
+    }
+    connect_any(&addrs, ADDRESS_TRY).await
+}
+
+/// Connects to the first of `addrs` that answers, each but the last given
+/// `each` (the last has the caller's whole timeout).
+async fn connect_any(addrs: &[std::net::SocketAddr], each: std::time::Duration) -> io::Result<TcpStream> {
+    let mut last = None;
+    for (i, addr) in addrs.iter().enumerate() {
+        let attempt = TcpStream::connect(addr);
+        let outcome = if i + 1 < addrs.len() {
+            tokio::time::timeout(each, attempt)
+                .await
+                .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, format!("connect {addr} timed out"))))
+        } else {
+            attempt.await
+        };
+        match outcome {
             Ok(s) => {
                 s.set_nodelay(true)?;
                 return Ok(s);
@@ -174,7 +198,7 @@ async fn connect(host: &str, port: u16) -> io::Result<TcpStream> {
             Err(e) => last = Some(e),
         }
     }
-    Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("getaddrinfo ENOTFOUND {host}"))))
+    Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address to connect to")))
 }
 
 /// False when the server closed the connection or sent something unasked.
@@ -478,6 +502,51 @@ fn protocol(message: String) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A listening socket whose accept queue is full: a connect to it gets
+    /// no answer (its SYN is dropped) until it times out.
+    fn unanswering_address() -> (std::net::SocketAddr, Vec<std::net::TcpStream>, libc::c_int) {
+        // SAFETY: plain socket calls on a socket this test owns.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            assert!(fd >= 0);
+            let mut sa: libc::sockaddr_in = std::mem::zeroed();
+            sa.sin_family = libc::AF_INET as libc::sa_family_t;
+            sa.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
+            assert_eq!(libc::bind(fd, (&sa as *const libc::sockaddr_in).cast(), std::mem::size_of::<libc::sockaddr_in>() as u32), 0);
+            assert_eq!(libc::listen(fd, 0), 0);
+            let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            libc::getsockname(fd, (&mut sa as *mut libc::sockaddr_in).cast(), &mut len);
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], u16::from_be(sa.sin_port)));
+            // Fill the queue: connects that are never accepted.
+            let mut held = Vec::new();
+            for _ in 0..4 {
+                if let Ok(s) = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200)) {
+                    held.push(s);
+                }
+            }
+            (addr, held, fd)
+        }
+    }
+
+    #[tokio::test]
+    async fn an_address_that_never_answers_gives_way_to_the_next() {
+        let (silent, _held, fd) = unanswering_address();
+        let good = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let good_addr = good.local_addr().unwrap();
+        let each = std::time::Duration::from_millis(500);
+        // The silent address really is silent: alone (last) it would wait.
+        assert!(tokio::time::timeout(each, TcpStream::connect(silent)).await.is_err(), "the test's address answered");
+        let started = std::time::Instant::now();
+        let stream = tokio::time::timeout(std::time::Duration::from_secs(10), connect_any(&[silent, good_addr], each))
+            .await
+            .expect("connect_any waited on the silent address")
+            .unwrap();
+        assert_eq!(stream.peer_addr().unwrap(), good_addr);
+        assert!(started.elapsed() >= each, "the first address had its try");
+        // SAFETY: the test's own socket.
+        unsafe { libc::close(fd) };
+    }
 
     async fn parse(raw: &[u8]) -> io::Result<(Response, bool)> {
         let mut r = raw;
