@@ -68,16 +68,36 @@ pub enum Failure {
 /// Connections waiting for their next request, with when they were put back.
 type Idle = Vec<(TcpStream, Instant)>;
 
+/// Idle keep-alive connections by host and port, and whether a sweeper is
+/// running (it closes connections idle too long, so that a client that
+/// stops uploading does not hold sockets the server has closed).
+#[derive(Default)]
+struct Kept {
+    by_host: HashMap<(String, u16), Idle>,
+    sweeping: bool,
+}
+
+impl Kept {
+    /// Drops connections idle too long or closed by the server, and hosts
+    /// left with none.
+    fn sweep(&mut self) {
+        self.by_host.retain(|_, list| {
+            list.retain(|(stream, since)| since.elapsed() < IDLE_KEEP && still_open(stream));
+            !list.is_empty()
+        });
+    }
+}
+
 /// Idle keep-alive connections by host and port.
 #[derive(Default)]
 pub struct Pool {
-    idle: Mutex<HashMap<(String, u16), Idle>>,
+    idle: Arc<Mutex<Kept>>,
 }
 
 impl Pool {
     fn checkout(&self, host: &str, port: u16) -> Option<TcpStream> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let list = idle.get_mut(&(host.to_string(), port))?;
+        let list = idle.by_host.get_mut(&(host.to_string(), port))?;
         while let Some((stream, since)) = list.pop() {
             if since.elapsed() < IDLE_KEEP && still_open(&stream) {
                 return Some(stream);
@@ -88,11 +108,21 @@ impl Pool {
 
     fn checkin(&self, host: &str, port: u16, stream: TcpStream) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let list = idle.entry((host.to_string(), port)).or_default();
+        let list = idle.by_host.entry((host.to_string(), port)).or_default();
         list.retain(|(_, since)| since.elapsed() < IDLE_KEEP);
         if list.len() < MAX_IDLE {
             list.push((stream, Instant::now()));
         }
+        if !idle.sweeping {
+            idle.sweeping = true;
+            tokio::spawn(sweep_until_empty(Arc::downgrade(&self.idle), IDLE_KEEP));
+        }
+    }
+
+    /// Connections kept, over all hosts.
+    #[cfg(test)]
+    fn kept(&self) -> usize {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).by_host.values().map(Vec::len).sum()
     }
 
     /// Sends `put.head` then the file range, and reads the answer.
@@ -166,6 +196,21 @@ pub struct Put<'a> {
 /// IPv6 route that goes nowhere, say) would otherwise hold every part until
 /// the request's idle timeout, while the next address works.
 const ADDRESS_TRY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Every `every`, closes what is idle too long, until nothing is kept (a
+/// later checkin starts another) or the pool is gone.
+async fn sweep_until_empty(kept: std::sync::Weak<Mutex<Kept>>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(kept) = kept.upgrade() else { return };
+        let mut kept = kept.lock().unwrap_or_else(|p| p.into_inner());
+        kept.sweep();
+        if kept.by_host.is_empty() {
+            kept.sweeping = false;
+            return;
+        }
+    }
+}
 
 async fn connect(host: &str, port: u16) -> io::Result<TcpStream> {
     // An IPv6 literal comes in brackets, as in the Host header.
@@ -527,6 +572,33 @@ mod tests {
             }
             (addr, held, fd)
         }
+    }
+
+    #[tokio::test]
+    async fn kept_connections_are_closed_once_idle_too_long_or_closed_by_the_server() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let pool = Pool::default();
+        let mut server_ends = Vec::new();
+        for host in ["a.example", "b.example", "c.example"] {
+            let ours = TcpStream::connect(addr).await.unwrap();
+            server_ends.push(listener.accept().await.unwrap().0);
+            pool.checkin(host, addr.port(), ours);
+        }
+        assert_eq!(pool.kept(), 3);
+        assert!(pool.idle.lock().unwrap().sweeping, "a checkin starts the sweeper");
+        // a: kept past its time; b: closed by the server; c: fresh and open.
+        pool.idle.lock().unwrap().by_host.get_mut(&("a.example".to_string(), addr.port())).unwrap()[0].1 -= IDLE_KEEP;
+        drop(server_ends.remove(1));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let sweeper = tokio::spawn(sweep_until_empty(Arc::downgrade(&pool.idle), Duration::from_millis(10)));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(pool.kept(), 1);
+        assert!(pool.checkout("c.example", addr.port()).is_some(), "the fresh open one is kept");
+        // Nothing kept: the sweeper ends, and says so.
+        tokio::time::timeout(Duration::from_secs(5), sweeper).await.expect("the sweeper ended").unwrap();
+        assert!(!pool.idle.lock().unwrap().sweeping);
+        assert!(pool.idle.lock().unwrap().by_host.is_empty(), "hosts with nothing kept are dropped");
     }
 
     #[tokio::test]
