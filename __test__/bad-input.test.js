@@ -64,20 +64,41 @@ describe('required parameters', () => {
 });
 
 // A bucket name goes into the URL's host (virtual-hosted requests) or path.
-// One with a character no bucket has could move the whole upload, signed
-// and with its security token, to another host ('evil.example/x' makes the
-// host evil.example). The reference SDK sends it as it is.
+// In the host, one with a character no bucket has could move the whole
+// upload, signed and with its security token, to another host
+// ('evil.example/x' would make the host evil.example). In the path (path
+// style) it is encoded, and only '.' and '..', which URLs drop, and a '/',
+// which would make part of it the key, are refused.
 describe('a Bucket that is not a bucket name', () => {
+  const record = () => path.join(dir, 'bad-bucket.record');
+  const attempt = (c, Bucket) => h.uploadWithCallback(c, { Bucket, Key: h.uniqueKey(), UploadFile: file, EnableCheckpoint: true, CheckpointFile: record() });
   const bad = ['evil.example/x', 'a@evil.example', 'evil.example:8443', 'evil.example#', 'a?b', 'a\\b', 'a b', 'a\r\nb', 'b\u00fccket'];
-  test.each(bad.map((b) => [JSON.stringify(b), b]))('%s is an InvalidArgument and nothing is sent', async (_, bucket) => {
+  test.each(bad.map((b) => [JSON.stringify(b), b]))('%s in the host name is an InvalidArgument and nothing is sent', async (_, bucket) => {
     const virtualHosted = h.clientFor(server, { server: server.endpoint.replace('127.0.0.1', 'localhost') });
-    for (const c of [client, virtualHosted]) {
-      const { err } = await h.uploadWithCallback(c, { Bucket: bucket, Key: h.uniqueKey(), UploadFile: file, EnableCheckpoint: true, CheckpointFile: path.join(dir, 'bad-bucket.record') });
-      expect(err.code).toBe('InvalidArgument');
-      expect(err.message).toBe(`Bucket ${JSON.stringify(bucket)} is not a valid bucket name (letters, digits, '.', '-' and '_' only)`);
-    }
-    expect(fs.existsSync(path.join(dir, 'bad-bucket.record'))).toBe(false);
+    const { err } = await attempt(virtualHosted, bucket);
+    expect(err.code).toBe('InvalidArgument');
+    expect(err.message).toBe(`Bucket ${JSON.stringify(bucket)} is not a valid bucket name (letters, digits, '.', '-' and '_' only)`);
+    expect(fs.existsSync(record())).toBe(false);
     await expectNothingSent();
+  });
+
+  test.each([
+    ['.', "is a '.' or '..' path segment, which URLs drop"],
+    ['..', "is a '.' or '..' path segment, which URLs drop"],
+    ['other-bucket/x', "has a '/', which would make part of it the key"],
+  ])('%s in the path is an InvalidArgument and nothing is sent', async (bucket, why) => {
+    const { err } = await attempt(client, bucket);
+    expect(err.code).toBe('InvalidArgument');
+    expect(err.message).toBe(`Bucket ${JSON.stringify(bucket)} ${why}`);
+    await expectNothingSent();
+  });
+
+  test('in the path, any other name goes to the server encoded, and the server answers for it', async () => {
+    const { err } = await attempt(client, 'tenant:bucket');
+    expect(err.code).toBe('InvalidBucketName'); // s3s-fs's answer
+    const { requests } = await server.stats();
+    expect(requests.length).toBeGreaterThan(0);
+    expect(requests.every((r) => /^\/tenant(:|%3A)bucket\//.test(r.path))).toBe(true);
   });
 });
 

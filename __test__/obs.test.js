@@ -189,6 +189,31 @@ test('a slow negotiation of one bucket does not hold up uploads to a bucket alre
   await h.expectUploaded(server, second.Key, file);
 });
 
+// A stale record is removed only once its upload is aborted; a record whose
+// bucket no longer exists (404 at negotiation) can hold no upload, so it
+// goes at once instead of failing every later call.
+test('a stale record for a bucket that no longer exists is removed: CheckpointFileInvalid, then a clean start', async () => {
+  const file = h.makeFile(dir, 3 * PART);
+  const p = { Bucket: h.BUCKET, Key: h.uniqueKey('gone'), UploadFile: file, PartSize: PART, TaskNum: 1, EnableCheckpoint: true };
+  await server.addFault({ method: 'PUT', query: { partNumber: '2' }, times: 1, action: { delay_ms: 500 } });
+  expect((await h.uploadStoppedAt(obsClient(), p, PART, 'cancel')).err.code).toBe('Upload suspened');
+  await server.clearFaults();
+  const recordPath = `${file}.upload_record`;
+  const record = JSON.parse(fs.readFileSync(recordPath, 'utf8'));
+  fs.writeFileSync(recordPath, JSON.stringify({ ...record, bucketName: 'bucket-deleted-since' }));
+
+  const { err } = await h.uploadWithCallback(obsClient(), p);
+  expect(String(err)).toBe('CheckpointFileInvalid:CheckpointFile is invalid!');
+  expect(fs.existsSync(recordPath)).toBe(false);
+  // The upload the record pointed to is in a bucket that exists; a deleted
+  // bucket would have taken it along. Take it away as that would.
+  const ref = await referenceObsClient();
+  const aborted = await ref.abortMultipartUpload({ Bucket: h.BUCKET, Key: p.Key, UploadId: record.uploadId });
+  expect(aborted.CommonMsg.Status).toBeLessThan(300);
+  await obsClient().uploadFile(p);
+  await h.expectUploaded(server, p.Key, file);
+});
+
 // Negotiation asks the bucket; a 404 there has no body. The reference SDK
 // reports ':' (empty code and message); obs-native names it.
 test('an unknown bucket is NoSuchBucket at negotiation', async () => {

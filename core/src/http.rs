@@ -99,12 +99,11 @@ const PATH_SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERI
     .remove(b'~')
     .remove(b'/');
 
-/// A bucket name that can go into a URL's host or path as it is: ASCII
-/// letters, digits, `.`, `-` and `_` (what OBS and S3, including S3's
-/// older rules, allow), or empty (requests to the service itself). Any
-/// other character could move a virtual-hosted request to another host
-/// (`evil.example/x`, `a@evil.example`, `evil.example#`).
-pub fn check_bucket(bucket: &str) -> Result<()> {
+/// A bucket name that can go into a URL's host as it is: ASCII letters,
+/// digits, `.`, `-` and `_` (what OBS and S3, including S3's older rules,
+/// allow). Any other character could move a virtual-hosted request to
+/// another host (`evil.example/x`, `a@evil.example`, `evil.example#`).
+fn check_host_bucket(bucket: &str) -> Result<()> {
     if bucket.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')) {
         Ok(())
     } else {
@@ -263,30 +262,50 @@ impl Client {
                 {
                     return Ok(sig);
                 }
-                let req = Request {
-                    method: "HEAD",
-                    bucket: bucket.to_string(),
-                    key: None,
-                    query: vec![("apiversion".into(), None)],
-                    headers: vec![],
-                    body: Body::Empty,
-                };
-                let resp = self.send_with_retries(&req, None).await?;
-                if resp.status == 404 || resp.status >= 500 {
-                    let mut e = error_from_response(&resp, Signature::Obs);
-                    // A HEAD answer has no body: name what a 404 on the bucket means.
-                    if resp.status == 404 && e.service.as_ref().is_some_and(|s| s.code.is_empty()) {
-                        e.code = "NoSuchBucket".into();
-                        e.message = "The specified bucket does not exist".into();
+                match self.negotiate(bucket).await {
+                    Ok(sig) => {
+                        *known = Some((sig, Instant::now()));
+                        Ok(sig)
                     }
-                    return Err(e);
+                    Err(e) => {
+                        // Nothing learnt: the bucket's slot goes unless
+                        // another call waits on it, so that names that fail
+                        // (a typo, a deleted bucket) do not pile up for the
+                        // client's life.
+                        drop(known);
+                        let mut map = self.negotiated.lock().unwrap_or_else(|p| p.into_inner());
+                        if map.get(bucket).is_some_and(|kept| Arc::ptr_eq(kept, &slot)) && Arc::strong_count(&slot) == 2 {
+                            map.remove(bucket);
+                        }
+                        Err(e)
+                    }
                 }
-                let obs = resp.is_success() && resp.header("x-obs-api").is_some_and(|v| v >= "3.0");
-                let sig = if obs { Signature::Obs } else { Signature::V2 };
-                *known = Some((sig, Instant::now()));
-                Ok(sig)
             }
         }
+    }
+
+    /// Asks the bucket which protocol it speaks.
+    async fn negotiate(&self, bucket: &str) -> Result<Signature> {
+        let req = Request {
+            method: "HEAD",
+            bucket: bucket.to_string(),
+            key: None,
+            query: vec![("apiversion".into(), None)],
+            headers: vec![],
+            body: Body::Empty,
+        };
+        let resp = self.send_with_retries(&req, None).await?;
+        if resp.status == 404 || resp.status >= 500 {
+            let mut e = error_from_response(&resp, Signature::Obs);
+            // A HEAD answer has no body: name what a 404 on the bucket means.
+            if resp.status == 404 && e.service.as_ref().is_some_and(|s| s.code.is_empty()) {
+                e.code = "NoSuchBucket".into();
+                e.message = "The specified bucket does not exist".into();
+            }
+            return Err(e);
+        }
+        let obs = resp.is_success() && resp.header("x-obs-api").is_some_and(|v| v >= "3.0");
+        Ok(if obs { Signature::Obs } else { Signature::V2 })
     }
 
     /// Sends `req` signed for `sig`, retrying transient failures. A response
@@ -312,6 +331,28 @@ impl Client {
         }
     }
 
+    /// Refuses a bucket name that would not reach the server as itself:
+    /// in the host name (virtual-hosted), one with a character no bucket
+    /// name has; in the path (path style, where it is encoded), `.` or
+    /// `..`, which URLs drop, or one with a `/`. A custom domain
+    /// (`is_cname`) puts no bucket in the URL.
+    pub fn check_bucket(&self, bucket: &str) -> Result<()> {
+        let ep = &self.config.endpoint;
+        if ep.is_cname || bucket.is_empty() {
+            Ok(())
+        } else if ep.path_style {
+            if bucket == "." || bucket == ".." {
+                Err(Error::invalid_argument(format!("Bucket {bucket:?} is a '.' or '..' path segment, which URLs drop")))
+            } else if bucket.contains('/') {
+                Err(Error::invalid_argument(format!("Bucket {bucket:?} has a '/', which would make part of it the key")))
+            } else {
+                Ok(())
+            }
+        } else {
+            check_host_bucket(bucket)
+        }
+    }
+
     fn host_for(&self, bucket: &str) -> String {
         let ep = &self.config.endpoint;
         if ep.path_style || ep.is_cname || bucket.is_empty() { ep.host.clone() } else { format!("{bucket}.{}", ep.host) }
@@ -320,7 +361,7 @@ impl Client {
     async fn send_once(&self, req: &Request, sig: Option<Signature>) -> Result<Response> {
         // Whatever the bucket came from (the call, a record), a name that
         // would change the URL's host is never signed or sent.
-        check_bucket(&req.bucket)?;
+        self.check_bucket(&req.bucket)?;
         let _connection = self.connections.acquire().await.map_err(|_| Error::network("the client is closed"))?;
         let ep = &self.config.endpoint;
         let key_path = req.key.as_deref().map(encode_path).unwrap_or_default();
@@ -795,13 +836,48 @@ fn timeout_error(host: &str) -> Error {
 mod tests {
     use super::*;
 
+    fn client(server: &str, tweak: impl FnOnce(&mut crate::config::ClientOptions)) -> Client {
+        let mut o = crate::config::ClientOptions { server: Some(server.into()), max_retry_count: Some(0), ..Default::default() };
+        tweak(&mut o);
+        let credentials = Credentials { access_key: "ak".into(), secret_key: "sk".into(), security_token: None };
+        Client::new(crate::config::ClientConfig::from_options(&o).unwrap(), credentials).unwrap()
+    }
+
+    #[test]
+    fn bucket_names_are_checked_where_the_url_puts_them() {
+        let hosted = client("http://obs.example.com", |_| {});
+        let path = client("http://127.0.0.1:9000", |_| {});
+        let cname = client("http://cdn.example.com", |o| o.is_cname = Some(true));
+        for c in [&hosted, &path, &cname] {
+            assert!(c.check_bucket("bucket-1").is_ok());
+        }
+        // In the host name: only what a bucket name has.
+        assert_eq!(hosted.check_bucket("evil.example/x").unwrap_err().code, "InvalidArgument");
+        // In the path (encoded there): anything but a dot segment or a '/'.
+        assert!(path.check_bucket("tenant:bucket").is_ok());
+        assert!(path.check_bucket("a b?c#d").is_ok());
+        for dots in [".", "..", "a/b", "/"] {
+            assert_eq!(path.check_bucket(dots).unwrap_err().code, "InvalidArgument");
+        }
+        // A custom domain puts no bucket in the URL.
+        assert!(cname.check_bucket("cdn.example.com:8443").is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_bucket_whose_negotiation_fails_leaves_nothing_behind() {
+        // Nothing listens on port 1: the negotiation fails at once.
+        let c = client("http://localhost:1", |_| {});
+        assert!(c.signature_for("typo-bucket").await.is_err());
+        assert!(c.negotiated.lock().unwrap().is_empty(), "a failed negotiation keeps no slot");
+    }
+
     #[test]
     fn bucket_names_that_would_change_the_url_are_refused() {
         for ok in ["bucketname", "my.bucket-1", "Old_Bucket", "a", ""] {
-            assert!(check_bucket(ok).is_ok(), "{ok:?}");
+            assert!(check_host_bucket(ok).is_ok(), "{ok:?}");
         }
         for bad in ["evil.example/x", "a@evil.example", "evil.example:8443", "evil.example#", "a?b", "a\\b", "a b", "a\r\nb", "[::1]", "b\u{fc}cket", "a%2fb"] {
-            let e = check_bucket(bad).unwrap_err();
+            let e = check_host_bucket(bad).unwrap_err();
             assert_eq!(e.code, "InvalidArgument", "{bad:?}");
         }
     }

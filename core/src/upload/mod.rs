@@ -136,7 +136,7 @@ pub fn aborted_error() -> Error {
 
 /// Runs one `uploadFile` call to its end.
 pub async fn run(req: UploadRequest, client: Arc<Client>, observer: Arc<dyn Observer>, control: Arc<Control>) -> Result<Outcome> {
-    crate::http::check_bucket(&req.bucket)?;
+    client.check_bucket(&req.bucket)?;
     check_key(&req.key)?;
     check_metadata(req.metadata_json.as_ref())?;
     let (file, file_size, last_modified) = open_source(&req.upload_file).await?;
@@ -404,12 +404,15 @@ async fn resume_or_start(
 /// Aborts the upload a stale record points to and removes the record. When
 /// the upload may still be on the server (the abort failed, or could not be
 /// sent), the record is kept, so that the upload is not lost track of: the
-/// next call tries again. The failure is returned.
+/// next call tries again, as with the reference SDK. The failure is
+/// returned. A bucket that does not exist (404 at negotiation), or a name
+/// that cannot be one, holds no upload: the record goes.
 async fn discard_record(client: &Client, record: &Checkpoint, path: &std::path::Path) -> Option<Error> {
     if let Some(id) = &record.upload_id {
         let target = Target { bucket: &record.bucket_name, key: &record.object_key, upload_id: id };
         let failed = match client.signature_for(&record.bucket_name).await {
-            Ok(sig) => abort_upload(client, sig, &target).await,
+            Ok(sig) => ops::abort_multipart_upload(client, sig, &target).await.err(),
+            Err(e) if e.status() == Some(404) || e.kind == ErrorKind::InvalidArgument => None,
             Err(e) => Some(e),
         };
         if failed.is_some() {
@@ -427,22 +430,6 @@ fn kept_because(e: Error, failed: &Error, record: &Checkpoint) -> Error {
     match &record.upload_id {
         Some(id) => e.with_upload_id(id),
         None => e,
-    }
-}
-
-/// Aborts a multipart upload. `None` once it is gone from the server:
-/// aborted, unknown (404), or refused with 401/403 while the same
-/// credentials still open the bucket, which means the refusal is about the
-/// upload, not about who asks (s3s-fs answers so for an upload id it does
-/// not know; OBS answers 404). `Some(error)` when it may still be there.
-async fn abort_upload(client: &Client, sig: Signature, target: &Target<'_>) -> Option<Error> {
-    match ops::abort_multipart_upload(client, sig, target).await {
-        Ok(()) => None,
-        Err(e) if matches!(e.status(), Some(401 | 403)) => match ops::head_bucket(client, sig, target.bucket).await {
-            Ok(status) if (200..300).contains(&status) => None,
-            _ => Some(e),
-        },
-        Err(e) => Some(e),
     }
 }
 
@@ -822,12 +809,12 @@ impl Session<'_> {
     /// of; the failure is returned.
     async fn abort_and_forget(&mut self, sig: Signature, upload_id: &str) -> Option<Error> {
         let target = Target { bucket: &self.req.bucket, key: &self.req.key, upload_id };
-        match abort_upload(&self.client, sig, &target).await {
-            None => {
+        match ops::abort_multipart_upload(&self.client, sig, &target).await {
+            Ok(()) => {
                 self.forget().await;
                 None
             }
-            Some(e) => {
+            Err(e) => {
                 if let Some(w) = self.writer.as_mut() {
                     let _ = w.flush(&mut self.record).await;
                 }
