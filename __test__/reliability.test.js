@@ -107,18 +107,26 @@ test('a partly sent upload whose id vanished starts over instead of failing fore
 });
 
 // A least-privilege policy can deny ListParts (the reference SDK never
-// asks) while the upload lives: obs-native cannot tell that from an upload
-// that is gone, starts over, and must not leave the old upload behind.
-test('a resume whose ListParts is refused (403) starts over and aborts the upload it leaves', async () => {
+// asks) while the upload lives: a PutObject-only policy allows the parts
+// and the complete, not listing parts nor reading the bucket. The resume
+// goes on from the record, as the reference SDK's does.
+test('a resume whose ListParts (and every HEAD) is refused with 403 goes on from the record: only the missing part is sent', async () => {
   const file = h.makeFile(dir, 3 * PART);
   const key = h.uniqueKey('listparts-denied');
   const params = await partlySent(file, key);
   const old = readRecord(file).uploadId;
   expect(await h.newUploads(server)).toEqual([old]);
-  await server.addFault({ method: 'GET', query: { uploadId: old }, times: 1, action: { status: 403, code: 'AccessDenied', message: 'Access Denied' } });
+  await server.resetStats();
+  const denied = { status: 403, code: 'AccessDenied', message: 'Access Denied' };
+  await server.addFault({ method: 'GET', query: { uploadId: old }, times: 0, action: denied });
+  await server.addFault({ method: 'HEAD', times: 0, action: denied });
   const result = await client.uploadFile(params);
   expect(result.CommonMsg.Status).toBe(200);
-  expect(await server.uploads()).not.toContain(old);
+  expect(await partNumbers()).toEqual([3]);
+  const { requests } = await server.stats();
+  expect(requests.filter((r) => r.method === 'GET' && r.status === 403)).toHaveLength(1);
+  expect(requests.filter((r) => /(^|&)uploads(=|&|$)/.test(r.query))).toEqual([]);
+  await server.clearFaults();
   await h.expectUploaded(server, key, file);
 });
 

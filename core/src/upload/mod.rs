@@ -591,7 +591,13 @@ impl Session<'_> {
                         }
                     }
                     Ok(reconcile::Reconciled::Live { changed: false }) => {}
-                    Ok(reconcile::Reconciled::Refused(e)) => refused = Some(e),
+                    Ok(reconcile::Reconciled::Refused(e)) if e.code == "NoSuchUpload" => refused = Some(e),
+                    // Refused otherwise: a policy that allows uploading
+                    // parts but not listing them (a PutObject-only policy
+                    // does). Go on from the record, as the reference SDK
+                    // always does; a part or the complete then finds out
+                    // whether the upload still lives.
+                    Ok(reconcile::Reconciled::Refused(_)) => {}
                     Err(e) => return Err(self.keep_or_abort(sig, &upload_id, incomplete(e)).await),
                 }
             }
