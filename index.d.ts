@@ -106,6 +106,28 @@ declare class ObsClient {
   Refresh: ObsClient['refresh'];
   close(): void;
   Close: ObsClient['close'];
+  /** Accepted for compatibility; obs-native writes no SDK log. */
+  initLog(options?: Record<string, unknown>): void;
+  InitLog: ObsClient['initLog'];
+  /** Canned ACLs (for `ACL`) and part sizes, as the reference SDK's `enums`. */
+  readonly enums: {
+    readonly AclPrivate: 'private';
+    readonly AclPublicRead: 'public-read';
+    readonly AclPublicReadWrite: 'public-read-write';
+    readonly AclPublicReadDelivered: 'public-read-delivered';
+    readonly AclPublicReadWriteDelivered: 'public-read-write-delivered';
+    readonly AclAuthenticatedRead: 'authenticated-read';
+    readonly AclBucketOwnerRead: 'bucket-owner-read';
+    readonly AclBucketOwnerFullControl: 'bucket-owner-full-control';
+    readonly AclLogDeliveryWrite: 'log-delivery-write';
+    readonly KB: number;
+    readonly MB: number;
+    readonly GB: number;
+    readonly MAX_UPLOAD_PART_COUNT: number;
+    readonly MAX_UPLOAD_PART_SIZE: number;
+    readonly DEFAULT_UPLOAD_PART_SIZE: number;
+    readonly MIN_UPLOAD_PART_SIZE: number;
+  };
 }
 
 declare namespace ObsClient {

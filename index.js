@@ -202,6 +202,30 @@ function guarded(name, fn) {
   };
 }
 
+// The constants the reference SDK offers as `obsClient.enums` that an
+// upload uses: canned ACLs (for `ACL`) and part sizes.
+const KB = 1024;
+const MB = 1024 * KB;
+const GB = 1024 * MB;
+const ENUMS = Object.freeze({
+  AclPrivate: 'private',
+  AclPublicRead: 'public-read',
+  AclPublicReadWrite: 'public-read-write',
+  AclPublicReadDelivered: 'public-read-delivered',
+  AclPublicReadWriteDelivered: 'public-read-write-delivered',
+  AclAuthenticatedRead: 'authenticated-read',
+  AclBucketOwnerRead: 'bucket-owner-read',
+  AclBucketOwnerFullControl: 'bucket-owner-full-control',
+  AclLogDeliveryWrite: 'log-delivery-write',
+  KB,
+  MB,
+  GB,
+  MAX_UPLOAD_PART_COUNT: 10000,
+  MAX_UPLOAD_PART_SIZE: 5 * GB,
+  DEFAULT_UPLOAD_PART_SIZE: 5 * MB,
+  MIN_UPLOAD_PART_SIZE: 100 * KB,
+});
+
 class ObsClient {
   constructor(param) {
     try {
@@ -218,6 +242,13 @@ class ObsClient {
 
   /** Kept for compatibility; connections are pooled and closed when idle. */
   close() {}
+
+  /**
+   * Accepted for compatibility, so that code written for the reference SDK
+   * runs unchanged: obs-native writes no SDK log (errors carry their
+   * details; see README).
+   */
+  initLog() {}
 
   /**
    * Resumable upload of a local file. `callback(err, result)`, or a Promise
@@ -282,8 +313,10 @@ class ObsClient {
   }
 }
 
+ObsClient.prototype.enums = ENUMS;
+
 // Capitalised aliases, as the reference SDK defines for every method.
-for (const name of ['uploadFile', 'refresh', 'close']) {
+for (const name of ['uploadFile', 'refresh', 'close', 'initLog']) {
   ObsClient.prototype[name[0].toUpperCase() + name.slice(1)] = ObsClient.prototype[name];
 }
 

@@ -141,6 +141,25 @@ test.each([['v2', {}], ['v4', { signature: 'v4', region: 'us-east-1' }]])(
   },
 );
 
+// Code written for the reference SDK calls initLog and takes canned ACLs
+// from obsClient.enums; both are there, so it runs unchanged.
+test('initLog and enums of the reference SDK are there; an ACL from enums uploads', async () => {
+  const ref = await h.referenceClientFor(server);
+  expect(Object.keys(client.enums).length).toBeGreaterThan(0);
+  for (const [name, value] of Object.entries(client.enums)) {
+    expect([name, value]).toEqual([name, ref.enums[name]]);
+  }
+  const logFile = `${dir}/logs/OBS-SDK.log`;
+  expect(client.initLog({ name: 'test', file_full_path: logFile, max_log_size: 20480, backups: 10, level: 'info', log_to_console: false })).toBeUndefined();
+  expect(client.InitLog).toBe(client.initLog);
+  expect(fs.existsSync(logFile)).toBe(false);
+  const file = h.makeFile(dir, PART + 3);
+  const key = h.uniqueKey();
+  const result = await client.uploadFile({ Bucket: h.BUCKET, Key: key, UploadFile: file, ACL: client.enums.AclPublicRead });
+  expect(result.CommonMsg.Status).toBe(200);
+  await h.expectUploaded(server, key, file);
+});
+
 test('V4 signing is accepted by the server', async () => {
   const v4 = h.clientFor(server, { signature: 'v4', region: 'us-east-1' });
   const file = h.makeFile(dir, PART + 10);
