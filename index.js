@@ -8,6 +8,9 @@ const { NativeClient, UploadControl } = require('./binding.js');
 
 /** An error with a stable `code`; `String(err)` is the reference SDK's `Code:Message`. */
 class ObsError extends Error {
+  /** The reference SDK's string for this error, when the core gave one. */
+  #text;
+
   constructor(info) {
     super(info.message);
     this.name = 'ObsError';
@@ -19,10 +22,11 @@ class ObsError extends Error {
       this.serviceCode = info.serviceCode;
       this.serviceMessage = info.serviceMessage;
     }
+    this.#text = info.text;
   }
 
   toString() {
-    return `${this.code}:${this.message}`;
+    return this.#text !== undefined ? this.#text : `${this.code}:${this.message}`;
   }
 }
 
@@ -36,7 +40,7 @@ const CANCELLED = 'Upload suspened';
  * AbortError as Node names aborted operations.
  */
 function abortError(signal, info = {}) {
-  const e = new ObsError({ ...info, code: CANCELLED, message: 'The process of uploadFile is suspened, you can try again' });
+  const e = new ObsError({ ...info, code: CANCELLED, message: 'The process of uploadFile is suspened, you can try again', text: undefined });
   e.name = 'AbortError';
   e.cause = signal.reason;
   return e;

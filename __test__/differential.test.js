@@ -105,3 +105,29 @@ test('an error answer gives the same error string through both SDKs', async () =
   expect(err.code).toBe('SignatureDoesNotMatch');
   expect(err.status).toBe(403);
 });
+
+// Requests that keep failing the same way, through both SDKs with no
+// retries: the same error string. Each case starts from a clean server
+// and ends with no multipart upload left behind.
+describe('the same error string through both SDKs when a request keeps failing', () => {
+  const cases = [
+    // [name, size, fault, what both print]
+    ['500 on the complete, no checkpoint', 100, { method: 'POST', query: { uploadId: null }, action: { status: 500, code: 'InternalError', message: 'boom' } }, 'UploadFileFailed:Status:500,Code:InternalError,Message:boom'],
+    ['403 on a part', 100, { method: 'PUT', query: { partNumber: null }, action: { status: 403, code: 'AccessDenied', message: 'no' } }, 'AccessDenied:no'],
+    ['400 on a part, no message', 100, { method: 'PUT', query: { partNumber: null }, action: { status: 400, code: 'BadDigest', message: '' } }, 'BadDigest'],
+    ['parts under the store minimum (EntityTooSmall, no message)', 300 * 1024, null, 'EntityTooSmall'],
+  ];
+  test.each(cases)('%s', async (_, size, fault, text) => {
+    const file = h.makeFile(dir, size);
+    const params = (key) => ({ Bucket: 'bucketname', Key: key, UploadFile: file, PartSize: 100 * 1024 });
+    const options = { max_retry_count: 0 };
+    if (fault) await server.addFault({ ...fault, times: 0 });
+    const refClient = await h.referenceClientFor(server, options);
+    const refErr = await new Promise((r) => refClient.uploadFile(params(h.uniqueKey()), (e) => r(e)));
+    const { err } = await h.uploadWithCallback(h.clientFor(server, options), params(h.uniqueKey()));
+    expect(String(refErr)).toBe(text);
+    expect(String(err)).toBe(text);
+    await server.clearFaults();
+    expect(await h.newUploads(server)).toEqual([]);
+  });
+});

@@ -47,6 +47,10 @@ pub struct Error {
     pub service: Option<Box<ServiceDetails>>,
     pub upload_id: Option<String>,
     pub part_number: Option<u32>,
+    /// Printed as the code alone when the message is empty, as the
+    /// reference SDK prints the refusal of a part or of the complete
+    /// (`EntityTooSmall`, where an initiate's is `AccessDenied:`).
+    pub bare_when_empty: bool,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -61,6 +65,7 @@ impl Error {
             service: None,
             upload_id: None,
             part_number: None,
+            bare_when_empty: false,
         }
     }
 
@@ -111,6 +116,8 @@ impl Error {
     pub fn summary(&self) -> String {
         match &self.service {
             Some(s) => format!("Status:{},Code:{},Message:{}", s.status, s.code, s.message),
+            // As Node prints the error of a request that got no answer.
+            None if self.kind == ErrorKind::Network => format!("Error: {}", self.message),
             None => format!("{}:{}", self.code, self.message),
         }
     }
@@ -119,7 +126,11 @@ impl Error {
 impl fmt::Display for Error {
     /// `Code:Message`, the form the reference SDK passes to callbacks.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.code, self.message)
+        if self.bare_when_empty && self.message.is_empty() {
+            write!(f, "{}", self.code)
+        } else {
+            write!(f, "{}:{}", self.code, self.message)
+        }
     }
 }
 

@@ -517,8 +517,8 @@ fn stopped_error(request: StopRequest) -> Error {
 enum Next {
     Done(Outcome),
     /// The multipart upload is gone and the object is not this upload:
-    /// start a new multipart upload.
-    Restart,
+    /// start a new multipart upload. With the refusal that said so.
+    Restart(Error),
     Fail(Error),
 }
 
@@ -556,7 +556,7 @@ impl Session<'_> {
                     // or a 5xx leaves the upload resumable, as a part that
                     // failed would, with its record.
                     Err(e) if e.kind == ErrorKind::Service && !e.retryable => return Err(e.with_upload_id(&id)),
-                    Err(e) => return Err(incomplete(e).with_upload_id(&id)),
+                    Err(e) => return Err(incomplete(e, self.writer.is_some()).with_upload_id(&id)),
                 },
                 None => {
                     // Stopped before the upload exists: none is made. A
@@ -598,7 +598,7 @@ impl Session<'_> {
                     // always does; a part or the complete then finds out
                     // whether the upload still lives.
                     Ok(reconcile::Reconciled::Refused(_)) => {}
-                    Err(e) => return Err(self.keep_or_abort(sig, &upload_id, incomplete(e)).await),
+                    Err(e) => return Err(self.keep_or_abort(sig, &upload_id, incomplete(e, self.writer.is_some())).await),
                 }
             }
             let end = match refused {
@@ -613,7 +613,7 @@ impl Session<'_> {
             match next {
                 Next::Done(outcome) => return Ok(outcome),
                 Next::Fail(e) => return Err(e),
-                Next::Restart if restarts == 0 => {
+                Next::Restart(_) if restarts == 0 => {
                     restarts += 1;
                     self.record.upload_id = None;
                     self.record.parts_meta.clear();
@@ -621,13 +621,12 @@ impl Session<'_> {
                         w.write_now(&mut self.record).await?;
                     }
                 }
-                Next::Restart => {
+                Next::Restart(refusal) => {
+                    // Refused the same way on a new upload too: the refusal
+                    // is the answer (the server's code and status, as the
+                    // reference SDK reports it), not a vanished upload.
                     self.forget().await;
-                    return Err(Error::new(
-                        ErrorKind::Incomplete,
-                        "IncompletedUpload",
-                        "the multipart upload disappeared from the server twice; call again to start over",
-                    ));
+                    return Err(refusal.with_upload_id(&upload_id));
                 }
             }
         }
@@ -728,7 +727,10 @@ impl Session<'_> {
                 let _ = self.abort_and_forget(sig, upload_id).await;
                 Next::Fail(e.with_upload_id(upload_id))
             }
-            End::Fatal(e) => Next::Fail(self.keep_or_abort(sig, upload_id, incomplete(e)).await),
+            End::Fatal(e) => {
+                let e = incomplete(e, self.writer.is_some());
+                Next::Fail(self.keep_or_abort(sig, upload_id, e).await)
+            }
         }
     }
 
@@ -736,6 +738,7 @@ impl Session<'_> {
     /// may be gone (completed by an earlier call, aborted, expired), the
     /// credentials may have expired, or the request may never pass.
     async fn refused(&mut self, sig: Signature, upload_id: &str, e: Error) -> Next {
+        let e = Error { bare_when_empty: true, ..e };
         let status = e.status().unwrap_or(0);
         let gone = if e.code == "NoSuchUpload" {
             true
@@ -767,7 +770,7 @@ impl Session<'_> {
                     let target = Target { bucket: &self.req.bucket, key: &self.req.key, upload_id };
                     let _ = ops::abort_multipart_upload(&self.client, sig, &target).await;
                 }
-                Next::Restart
+                Next::Restart(e)
             }
         }
     }
@@ -837,11 +840,13 @@ impl Session<'_> {
     }
 }
 
-/// A failure that leaves the upload resumable, worded as the reference SDK
-/// words it (`IncompletedUpload` / `UploadFileFailed`).
-fn incomplete(e: Error) -> Error {
+/// A failure worth another call, worded as the reference SDK words it:
+/// `IncompletedUpload` when the record is kept for that call (`kept`),
+/// `UploadFileFailed` when there is none (the upload was aborted).
+fn incomplete(e: Error, kept: bool) -> Error {
+    let code = if kept { "IncompletedUpload" } else { "UploadFileFailed" };
     match e.kind {
-        ErrorKind::Service | ErrorKind::Network => Error { kind: ErrorKind::Incomplete, code: "IncompletedUpload".into(), message: e.summary(), ..e },
+        ErrorKind::Service | ErrorKind::Network => Error { kind: ErrorKind::Incomplete, code: code.into(), message: e.summary(), ..e },
         _ => e,
     }
 }
