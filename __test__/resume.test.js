@@ -131,6 +131,33 @@ test('a record written by esdk-obs-nodejs resumes in obs-native', async () => {
   await h.expectUploaded(server, key, file);
 });
 
+// The reference copies ContentType, ACL, WebsiteRedirectLocation, SseKms...
+// into its record as given, so a number or a boolean lands there as one.
+// Such a record resumes too (it used to fail to parse, and was removed
+// while its upload stayed on the server).
+test('a record the reference wrote from parameters that are not strings resumes in obs-native', async () => {
+  const file = h.makeFile(dir, 3 * PART);
+  const key = h.uniqueKey('ref-odd-types');
+  const params = { Bucket: h.BUCKET, Key: key, UploadFile: file, PartSize: PART, TaskNum: 1, EnableCheckpoint: true, ContentType: 9, WebsiteRedirectLocation: 0, SseKms: false, Metadata: { n: 1 } };
+  await server.addFault({ method: 'PUT', query: { partNumber: '3' }, times: 0, action: { status: 503, code: 'ServiceUnavailable', message: 'x' } });
+  const ref = await h.referenceClientFor(server, { max_retry_count: 0 });
+  expect(String((await new Promise((r) => ref.uploadFile(params, (e) => r({ e })))).e)).toMatch(/^IncompletedUpload/);
+  const record = readRecord(`${file}.upload_record`);
+  expect([record.contentType, record.websiteRedirectLocation, record.sseKms]).toEqual([9, 0, false]);
+  const done = completedParts(record);
+  expect(done).toEqual([1, 2]);
+
+  await server.clearFaults();
+  await server.resetStats();
+  const result = await client.uploadFile(params);
+  expect(result.CommonMsg.Status).toBe(200);
+  expect(partNumbersOf(await h.partPuts(server))).toEqual([3]);
+  await h.expectUploaded(server, key, file);
+  const meta = await ref.getObjectMetadata({ Bucket: h.BUCKET, Key: key });
+  expect(meta.InterfaceResult.ContentType).toBe('9');
+  expect(meta.InterfaceResult.Metadata).toEqual({ n: '1' });
+});
+
 test('a record written by obs-native resumes in esdk-obs-nodejs', async () => {
   const file = h.makeFile(dir, 5 * PART + 5);
   const key = h.uniqueKey('native-to-ref');

@@ -42,21 +42,21 @@ pub struct Checkpoint {
     pub upload_file: String,
     pub part_size: u64,
     pub part_count: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "js_string_if_truthy")]
     pub content_type: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "js_string_if_truthy")]
     pub acl: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "js_string_if_truthy")]
     pub website_redirect_location: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "js_string_if_truthy")]
     pub sse_kms: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "js_string_if_truthy")]
     pub sse_kms_key: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "js_string_if_truthy")]
     pub sse_c: Option<String>,
     /// Read from records the reference SDK wrote; never written by us: a
     /// record holds no secret. The key is passed again on every call.
-    #[serde(default, skip_serializing)]
+    #[serde(default, skip_serializing, deserialize_with = "js_string_if_truthy")]
     pub sse_c_key: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<serde_json::Value>,
@@ -69,6 +69,34 @@ pub struct Checkpoint {
     pub parts_meta: BTreeMap<u32, PartMeta>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upload_id: Option<String>,
+}
+
+/// JavaScript's `String(v)` for the JSON values metadata can hold.
+pub fn js_string(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "null".into(),
+        serde_json::Value::Array(a) => a.iter().map(js_string).collect::<Vec<_>>().join(","),
+        serde_json::Value::Object(_) => "[object Object]".into(),
+        other => other.to_string(),
+    }
+}
+
+/// A record field the reference SDK copies from the call's parameter as it
+/// is (`ContentType: 9`, `ACL: true`), read as JavaScript reads it: a value
+/// JavaScript takes as false (`0`, `false`, `''`, `null`) is absent, any
+/// other is its `String()`. Such a record then resumes here too, instead of
+/// failing to parse (and being removed while its upload stays).
+fn js_string_if_truthy<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
+    let v = Option::<serde_json::Value>::deserialize(d)?;
+    Ok(v.filter(|v| match v {
+        serde_json::Value::Null => false,
+        serde_json::Value::Bool(b) => *b,
+        serde_json::Value::Number(n) => n.as_f64() != Some(0.0),
+        serde_json::Value::String(s) => !s.is_empty(),
+        _ => true,
+    })
+    .map(|v| js_string(&v)))
 }
 
 fn push_truthy(data: &mut String, v: &Option<String>) {

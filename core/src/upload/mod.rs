@@ -438,7 +438,7 @@ fn kept_because(e: Error, failed: &Error, record: &Checkpoint) -> Error {
 /// the key's extension, then the file's, when none is given.
 fn initiate_settings(req: &UploadRequest, record: &Checkpoint) -> ObjectSettings {
     let metadata = match &record.metadata {
-        Some(serde_json::Value::Object(m)) => m.iter().map(|(k, v)| (k.clone(), js_string(v))).collect(),
+        Some(serde_json::Value::Object(m)) => m.iter().map(|(k, v)| (k.clone(), checkpoint::js_string(v))).collect(),
         _ => Vec::new(),
     };
     let content_type = record
@@ -460,16 +460,6 @@ fn initiate_settings(req: &UploadRequest, record: &Checkpoint) -> ObjectSettings
     }
 }
 
-/// JavaScript's `String(v)` for the JSON values metadata can hold.
-fn js_string(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Null => "null".into(),
-        serde_json::Value::Array(a) => a.iter().map(js_string).collect::<Vec<_>>().join(","),
-        serde_json::Value::Object(_) => "[object Object]".into(),
-        other => other.to_string(),
-    }
-}
 
 /// Initiation failures that carry no server answer get the reference SDK's
 /// code; server answers keep theirs.
