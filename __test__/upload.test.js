@@ -165,7 +165,25 @@ test('V4 signing is accepted by the server', async () => {
   const file = h.makeFile(dir, PART + 10);
   const key = h.uniqueKey();
   await v4.uploadFile({ Bucket: h.BUCKET, Key: key, UploadFile: file });
+  const { requests } = await server.stats();
+  expect([...new Set(requests.filter((r) => r.auth !== 'none').map((r) => r.auth))]).toEqual(['v4']);
   await h.expectUploaded(server, key, file);
+});
+
+// The reference SDK signs V2 for signature 'v4' (it has no V4 for
+// requests); without a region to sign V4 with, so does obs-native, and the
+// upload works as it did.
+test("signature 'v4' without a region signs V2, as the reference SDK does", async () => {
+  const file = h.makeFile(dir, 10);
+  for (const c of [h.clientFor(server, { signature: 'v4' }), await h.referenceClientFor(server, { signature: 'v4' })]) {
+    await server.resetStats();
+    const key = h.uniqueKey();
+    await new Promise((resolve, reject) => c.uploadFile({ Bucket: h.BUCKET, Key: key, UploadFile: file }, (err) => (err ? reject(err) : resolve())));
+    const signed = (await server.stats()).requests.filter((r) => r.auth !== 'none').map((r) => r.auth);
+    expect(signed.length).toBeGreaterThan(0);
+    expect([...new Set(signed)]).toEqual(['v2']);
+    await h.expectUploaded(server, key, file);
+  }
 });
 
 test('uploads run concurrently from one client without interfering', async () => {

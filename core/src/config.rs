@@ -127,7 +127,11 @@ impl ClientConfig {
         let mut signature = match requested.as_str() {
             "obs" => SignatureMode::Negotiate,
             "v2" => SignatureMode::Fixed(Signature::V2),
-            "v4" => SignatureMode::Fixed(Signature::V4),
+            // V4 signs with the region; without one, V2, which is what the
+            // reference SDK (3.26.8) signs for 'v4' in any case, so code
+            // that worked with it keeps working.
+            "v4" if o.region.as_deref().is_some_and(|r| !r.trim().is_empty()) => SignatureMode::Fixed(Signature::V4),
+            "v4" => SignatureMode::Fixed(Signature::V2),
             other => {
                 return Err(Error::invalid_argument(format!(
                     "signature '{other}' is not supported; use 'obs', 'v2' or 'v4'"
@@ -154,7 +158,7 @@ impl ClientConfig {
                 is_cname,
             },
             signature,
-            region: o.region.clone().unwrap_or_default(),
+            region: o.region.as_deref().map(str::trim).unwrap_or_default().to_string(),
             // Capped at a year: a deadline further out than the clock can
             // hold would overflow.
             timeout: Duration::from_secs(o.timeout_secs.filter(|t| *t > 0).unwrap_or(60).min(MAX_TIMEOUT_SECS)),
@@ -241,6 +245,19 @@ mod tests {
         assert_eq!(c.signature, SignatureMode::Fixed(Signature::Obs));
         let o = ClientOptions { server: Some("example.com".into()), path_style: Some(true), ..Default::default() };
         assert_eq!(ClientConfig::from_options(&o).unwrap().signature, SignatureMode::Fixed(Signature::V2));
+    }
+
+    #[test]
+    fn v4_needs_a_region_else_v2_as_the_reference_signs() {
+        let with = |region: Option<&str>| {
+            let o = ClientOptions { server: Some("example.com".into()), signature: Some("v4".into()), region: region.map(Into::into), ..Default::default() };
+            ClientConfig::from_options(&o).unwrap()
+        };
+        assert_eq!(with(Some("cn-north-4")).signature, SignatureMode::Fixed(Signature::V4));
+        assert_eq!(with(Some(" cn-north-4 ")).region, "cn-north-4");
+        for none in [None, Some(""), Some("  ")] {
+            assert_eq!(with(none).signature, SignatureMode::Fixed(Signature::V2), "{none:?}");
+        }
     }
 
     #[test]
