@@ -51,6 +51,19 @@ const present = (v) => v !== undefined && v !== null;
 const str = (v) => (present(v) ? String(v) : undefined);
 const trimmed = (v) => (v ? String(v).trim() : undefined);
 
+/**
+ * `Expires`: whole days, as a number or a numeric string; absent when not
+ * given. Anything else (`true`, `1.5`, `'abc'`) is refused rather than sent
+ * as something the server refuses, or read as a number of days the caller
+ * did not mean (`true` would be 1: the object deleted a day later).
+ */
+function expiresDays(v) {
+  if (!present(v) || v === '') return undefined;
+  const n = typeof v === 'number' || (typeof v === 'string' && v.trim() !== '') ? Number(v) : NaN;
+  if (!Number.isSafeInteger(n)) throw invalid('Expires must be a whole number of days');
+  return n;
+}
+
 /** parseInt as the reference applies it; undefined for NaN. */
 function int(v) {
   const n = parseInt(v, 10);
@@ -118,7 +131,7 @@ function toNativeParams(param) {
   if (p.EnableCheckpoint) {
     checkpointFile = p.CheckpointFile ? String(p.CheckpointFile) : `${uploadFile}.upload_record`;
   }
-  const expires = present(p.Expires) && !Number.isNaN(Number(p.Expires)) ? Number(p.Expires) : undefined;
+  const expires = expiresDays(p.Expires);
   return {
     bucket: String(p.Bucket),
     key: String(p.Key),

@@ -102,6 +102,24 @@ describe('a Bucket that is not a bucket name', () => {
   });
 });
 
+// Expires is a number of days. A value that is not a whole number would
+// be sent as something the server refuses, or (true as 1) expire the
+// object a day later than never.
+describe('Expires', () => {
+  test.each([[true], [false], [1.5], ['abc'], ['1.5'], [{}], [[]], [NaN], [Infinity], ['  ']])('%p is an InvalidArgument and nothing is sent', async (Expires) => {
+    const { err } = await h.uploadWithCallback(client, { Bucket: h.BUCKET, Key: h.uniqueKey(), UploadFile: file, Expires });
+    expect(String(err)).toBe('InvalidArgument:Expires must be a whole number of days');
+    await expectNothingSent();
+  });
+
+  test.each([[3], ['3'], [0], [''], [null]])('%p uploads', async (Expires) => {
+    const key = h.uniqueKey();
+    const result = await client.uploadFile({ Bucket: h.BUCKET, Key: key, UploadFile: file, Expires });
+    expect(result.CommonMsg.Status).toBe(200);
+    await h.expectUploaded(server, key, file);
+  });
+});
+
 describe('the file to upload', () => {
   test('does not exist', async () => {
     const params = { Bucket: h.BUCKET, Key: h.uniqueKey(), UploadFile: path.join(dir, 'missing.bin') };
