@@ -9,7 +9,7 @@ interface ObsClientOptions {
   is_secure?: boolean;
   port?: number;
   path_style?: boolean;
-  /** 'obs' (default, negotiated per bucket), 'v2', or 'v4' (AWS V4 when `region` is set, else V2 as the official SDK signs it). */
+  /** As the official SDK: negotiated per bucket unless `is_signature_negotiation` is false ('obs' then signs OBS, 'v2' V2). 'v4' with a `region`: AWS V4; without one, as 'v2'. */
   signature?: 'obs' | 'v2' | 'v4';
   is_signature_negotiation?: boolean;
   region?: string;

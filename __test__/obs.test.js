@@ -138,6 +138,25 @@ describe('credentials', () => {
   });
 });
 
+// The reference SDK negotiates per bucket whatever `signature` says (unless
+// negotiation is off); so does obs-native, except for 'v4' with a region.
+test.each([
+  ['v2', {}, 'obs'],
+  ['v4 without a region', { signature: 'v4' }, 'obs'],
+  ['v2, negotiation off', { is_signature_negotiation: false }, 'v2'],
+])("signature '%s' signs as the reference SDK does", async (_, extra, expected) => {
+  const options = { signature: 'v2', ...extra };
+  const file = h.makeFile(dir, 10);
+  for (const c of [obsClient(options), await referenceObsClient(options)]) {
+    await server.resetStats();
+    const key = h.uniqueKey('sig');
+    await new Promise((resolve, reject) => c.uploadFile({ Bucket: h.BUCKET, Key: key, UploadFile: file }, (err) => (err ? reject(err) : resolve())));
+    const signed = (await server.stats()).requests.filter((r) => r.auth !== 'none').map((r) => r.auth);
+    expect([...new Set(signed)]).toEqual([expected]);
+    await h.expectUploaded(server, key, file);
+  }
+});
+
 // A new client (a restarted process) negotiates the protocol before it
 // resumes; the server being away then is the same fault as during the
 // parts, and gets the same answer: the upload stays resumable.

@@ -170,10 +170,10 @@ test('V4 signing is accepted by the server', async () => {
   await h.expectUploaded(server, key, file);
 });
 
-// The reference SDK signs V2 for signature 'v4' (it has no V4 for
-// requests); without a region to sign V4 with, so does obs-native, and the
-// upload works as it did.
-test("signature 'v4' without a region signs V2, as the reference SDK does", async () => {
+// The reference SDK has no V4 for requests: with 'v4' it signs as with
+// 'v2' (V2 here, in path style). Without a region to sign V4 with, so does
+// obs-native, and the upload works as it did.
+test("signature 'v4' without a region signs as the reference SDK does (V2 in path style)", async () => {
   const file = h.makeFile(dir, 10);
   for (const c of [h.clientFor(server, { signature: 'v4' }), await h.referenceClientFor(server, { signature: 'v4' })]) {
     await server.resetStats();

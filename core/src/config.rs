@@ -124,31 +124,25 @@ impl ClientConfig {
         let path_style = is_ip || o.path_style.unwrap_or(false);
         let is_cname = o.is_cname.unwrap_or(false);
         let requested = o.signature.as_deref().map(|s| s.trim().to_ascii_lowercase()).unwrap_or_else(|| "obs".into());
-        let mut signature = match requested.as_str() {
-            "obs" => SignatureMode::Negotiate,
-            "v2" => SignatureMode::Fixed(Signature::V2),
-            // V4 signs with the region; without one, V2, which is what the
-            // reference SDK (3.26.8) signs for 'v4' in any case, so code
-            // that worked with it keeps working.
-            "v4" if o.region.as_deref().is_some_and(|r| !r.trim().is_empty()) => SignatureMode::Fixed(Signature::V4),
-            "v4" => SignatureMode::Fixed(Signature::V2),
+        let has_region = o.region.as_deref().is_some_and(|r| !r.trim().is_empty());
+        // As the reference SDK decides: with negotiation on (the default;
+        // path style and custom domains turn it off), each bucket is asked
+        // which protocol it speaks, whatever `signature` says; with it off,
+        // 'obs' signs OBS and anything else V2 ('obs' too where there is no
+        // bucket in the host). 'v4' with a region is obs-native's own: AWS
+        // V4, which needs the region (the reference has no V4 for requests).
+        let negotiable = o.is_signature_negotiation.unwrap_or(true) && !path_style && !is_cname;
+        let signature = match requested.as_str() {
+            "v4" if has_region => SignatureMode::Fixed(Signature::V4),
+            "obs" | "v2" | "v4" if negotiable => SignatureMode::Negotiate,
+            "obs" if !path_style && !is_cname => SignatureMode::Fixed(Signature::Obs),
+            "obs" | "v2" | "v4" => SignatureMode::Fixed(Signature::V2),
             other => {
                 return Err(Error::invalid_argument(format!(
                     "signature '{other}' is not supported; use 'obs', 'v2' or 'v4'"
                 )));
             }
         };
-        if signature == SignatureMode::Negotiate && !o.is_signature_negotiation.unwrap_or(true) {
-            signature = SignatureMode::Fixed(Signature::Obs);
-        }
-        // Path style and custom domains cannot be negotiated per bucket: the
-        // reference SDK signs them with V2.
-        if path_style || is_cname {
-            signature = match signature {
-                SignatureMode::Negotiate | SignatureMode::Fixed(Signature::Obs) => SignatureMode::Fixed(Signature::V2),
-                fixed => fixed,
-            };
-        }
         Ok(ClientConfig {
             endpoint: Endpoint {
                 host: host.to_string(),
@@ -248,16 +242,38 @@ mod tests {
     }
 
     #[test]
-    fn v4_needs_a_region_else_v2_as_the_reference_signs() {
-        let with = |region: Option<&str>| {
-            let o = ClientOptions { server: Some("example.com".into()), signature: Some("v4".into()), region: region.map(Into::into), ..Default::default() };
-            ClientConfig::from_options(&o).unwrap()
+    fn the_signature_is_chosen_as_the_reference_chooses_it() {
+        let cfg = |signature: &str, region: Option<&str>, negotiation: Option<bool>, path_style: bool| {
+            let o = ClientOptions {
+                server: Some("example.com".into()),
+                signature: Some(signature.into()),
+                region: region.map(Into::into),
+                is_signature_negotiation: negotiation,
+                path_style: Some(path_style),
+                ..Default::default()
+            };
+            ClientConfig::from_options(&o).unwrap().signature
         };
-        assert_eq!(with(Some("cn-north-4")).signature, SignatureMode::Fixed(Signature::V4));
-        assert_eq!(with(Some(" cn-north-4 ")).region, "cn-north-4");
-        for none in [None, Some(""), Some("  ")] {
-            assert_eq!(with(none).signature, SignatureMode::Fixed(Signature::V2), "{none:?}");
+        use SignatureMode::{Fixed, Negotiate};
+        // Negotiation on: asked per bucket, whatever `signature` says.
+        for s in ["obs", "v2", "v4"] {
+            assert_eq!(cfg(s, None, None, false), Negotiate, "{s}");
+            assert_eq!(cfg(s, Some("  "), Some(true), false), Negotiate, "{s}");
         }
+        // Off: 'obs' signs OBS, the others V2.
+        assert_eq!(cfg("obs", None, Some(false), false), Fixed(Signature::Obs));
+        assert_eq!(cfg("v2", None, Some(false), false), Fixed(Signature::V2));
+        assert_eq!(cfg("v4", None, Some(false), false), Fixed(Signature::V2));
+        // Path style: no negotiation, and V2 even for 'obs'.
+        for s in ["obs", "v2", "v4"] {
+            assert_eq!(cfg(s, None, None, true), Fixed(Signature::V2), "{s}");
+        }
+        // 'v4' with a region: AWS V4, always.
+        for (negotiation, path_style) in [(None, false), (Some(false), false), (None, true)] {
+            assert_eq!(cfg("v4", Some("cn-north-4"), negotiation, path_style), Fixed(Signature::V4));
+        }
+        let o = ClientOptions { server: Some("example.com".into()), region: Some(" cn-north-4 ".into()), ..Default::default() };
+        assert_eq!(ClientConfig::from_options(&o).unwrap().region, "cn-north-4");
     }
 
     #[test]
