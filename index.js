@@ -8,8 +8,8 @@ const { NativeClient, UploadControl } = require('./binding.js');
 
 /** An error with a stable `code`; `String(err)` is the reference SDK's `Code:Message`. */
 class ObsError extends Error {
-  /** The reference SDK's string for this error, when the core gave one. */
-  #text;
+  /** Printed as the code alone while the message is empty, as the reference prints some refusals. */
+  #bare = false;
 
   constructor(info) {
     super(info.message);
@@ -22,11 +22,12 @@ class ObsError extends Error {
       this.serviceCode = info.serviceCode;
       this.serviceMessage = info.serviceMessage;
     }
-    this.#text = info.text;
+    this.#bare = info.text !== undefined && info.text === info.code;
   }
 
   toString() {
-    return this.#text !== undefined ? this.#text : `${this.code}:${this.message}`;
+    const bare = #bare in this && this.#bare && this.message === '';
+    return bare ? String(this.code) : `${this.code}:${this.message}`;
   }
 }
 
@@ -40,7 +41,7 @@ const CANCELLED = 'Upload suspened';
  * AbortError as Node names aborted operations.
  */
 function abortError(signal, info = {}) {
-  const e = new ObsError({ ...info, code: CANCELLED, message: 'The process of uploadFile is suspened, you can try again', text: undefined });
+  const e = new ObsError({ ...info, code: CANCELLED, message: 'The process of uploadFile is suspened, you can try again' });
   e.name = 'AbortError';
   e.cause = signal.reason;
   return e;
@@ -59,7 +60,8 @@ const trimmed = (v) => (v ? String(v).trim() : undefined);
  */
 function expiresDays(v) {
   if (!present(v) || v === '') return undefined;
-  const n = typeof v === 'number' || (typeof v === 'string' && v.trim() !== '') ? Number(v) : NaN;
+  // Digits only in a string: Number() would also read '0x10' or '1e3'.
+  const n = typeof v === 'number' || (typeof v === 'string' && /^\s*[+-]?\d+\s*$/.test(v)) ? Number(v) : NaN;
   if (!Number.isSafeInteger(n)) throw invalid('Expires must be a whole number of days');
   return n;
 }
@@ -124,7 +126,8 @@ function toNativeParams(param) {
   if (present(p.AbortSignal) && !(p.AbortSignal instanceof AbortSignal)) {
     throw invalid('AbortSignal must be an AbortSignal');
   }
-  if (present(p.Metadata) && (typeof p.Metadata !== 'object' || Array.isArray(p.Metadata))) {
+  // A value JavaScript takes as false means none, as the reference reads it.
+  if (p.Metadata && (typeof p.Metadata !== 'object' || Array.isArray(p.Metadata))) {
     throw invalid('Metadata must be an object');
   }
   let checkpointFile;
@@ -147,7 +150,7 @@ function toNativeParams(param) {
     sseKmsKey: str(p.SseKmsKey),
     sseC: str(p.SseC),
     sseCKey: str(p.SseCKey),
-    metadataJson: present(p.Metadata) ? JSON.stringify(p.Metadata) : undefined,
+    metadataJson: p.Metadata ? JSON.stringify(p.Metadata) : undefined,
     expiresJson: present(p.Expires) ? JSON.stringify(p.Expires) : undefined,
     expires,
     reportProgress: isFunction(p.ProgressCallback),

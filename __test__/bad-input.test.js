@@ -106,13 +106,13 @@ describe('a Bucket that is not a bucket name', () => {
 // be sent as something the server refuses, or (true as 1) expire the
 // object a day later than never.
 describe('Expires', () => {
-  test.each([[true], [false], [1.5], ['abc'], ['1.5'], [{}], [[]], [NaN], [Infinity], ['  ']])('%p is an InvalidArgument and nothing is sent', async (Expires) => {
+  test.each([[true], [false], [1.5], ['abc'], ['1.5'], ['0x10'], ['1e3'], [{}], [[]], [NaN], [Infinity], ['  ']])('%p is an InvalidArgument and nothing is sent', async (Expires) => {
     const { err } = await h.uploadWithCallback(client, { Bucket: h.BUCKET, Key: h.uniqueKey(), UploadFile: file, Expires });
     expect(String(err)).toBe('InvalidArgument:Expires must be a whole number of days');
     await expectNothingSent();
   });
 
-  test.each([[3], ['3'], [0], [''], [null]])('%p uploads', async (Expires) => {
+  test.each([[3], ['3'], [' +3 '], [0], [''], [null]])('%p uploads', async (Expires) => {
     const key = h.uniqueKey();
     const result = await client.uploadFile({ Bucket: h.BUCKET, Key: key, UploadFile: file, Expires });
     expect(result.CommonMsg.Status).toBe(200);
@@ -273,9 +273,19 @@ describe('callbacks', () => {
   });
 
   test('Metadata that is not an object is an InvalidArgument', async () => {
-    const { err } = await h.uploadWithCallback(client, { Bucket: h.BUCKET, Key: 'k', UploadFile: file, Metadata: 'color=blue' });
-    expect(String(err)).toBe('InvalidArgument:Metadata must be an object');
+    for (const Metadata of ['color=blue', 7, true, ['a']]) {
+      const { err } = await h.uploadWithCallback(client, { Bucket: h.BUCKET, Key: 'k', UploadFile: file, Metadata });
+      expect(String(err)).toBe('InvalidArgument:Metadata must be an object');
+    }
     await expectNothingSent();
+  });
+
+  // As the reference reads it: a value JavaScript takes as false is none.
+  test.each([[false], [0], ['']])('Metadata %p means none', async (Metadata) => {
+    const key = h.uniqueKey();
+    const result = await client.uploadFile({ Bucket: h.BUCKET, Key: key, UploadFile: file, Metadata });
+    expect(result.CommonMsg.Status).toBe(200);
+    await h.expectUploaded(server, key, file);
   });
 
   test.each([['a b'], ['a:b'], ['a\r\nx-evil'], ['ü'], ['a(b)']])('a Metadata key that cannot be a header name (%j) is an InvalidArgument; nothing is sent', async (name) => {

@@ -71,15 +71,81 @@ pub struct Checkpoint {
     pub upload_id: Option<String>,
 }
 
-/// JavaScript's `String(v)` for the JSON values metadata can hold.
+/// JavaScript's `String(v)` for a JSON value.
 pub fn js_string(v: &serde_json::Value) -> String {
     match v {
         serde_json::Value::String(s) => s.clone(),
         serde_json::Value::Null => "null".into(),
-        serde_json::Value::Array(a) => a.iter().map(js_string).collect::<Vec<_>>().join(","),
+        serde_json::Value::Bool(b) => b.to_string(),
+        serde_json::Value::Number(n) => js_number(n.as_f64().unwrap_or(f64::NAN)),
+        // `join` prints null elements as nothing.
+        serde_json::Value::Array(a) => {
+            a.iter().map(|e| if e.is_null() { String::new() } else { js_string(e) }).collect::<Vec<_>>().join(",")
+        }
         serde_json::Value::Object(_) => "[object Object]".into(),
+    }
+}
+
+/// Whether JavaScript takes the value as true.
+fn js_truthy(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::Null => false,
+        serde_json::Value::Bool(b) => *b,
+        serde_json::Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0 && !f.is_nan()),
+        serde_json::Value::String(s) => !s.is_empty(),
+        _ => true,
+    }
+}
+
+/// JavaScript's `JSON.stringify` of a parsed JSON value (keys in the order
+/// they were read, numbers as JavaScript prints them).
+pub fn js_json(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Number(n) => js_number(n.as_f64().unwrap_or(f64::NAN)),
+        serde_json::Value::Array(a) => format!("[{}]", a.iter().map(js_json).collect::<Vec<_>>().join(",")),
+        serde_json::Value::Object(m) => {
+            let fields: Vec<String> =
+                m.iter().map(|(k, v)| format!("{}:{}", serde_json::Value::String(k.clone()), js_json(v))).collect();
+            format!("{{{}}}", fields.join(","))
+        }
         other => other.to_string(),
     }
+}
+
+/// JavaScript's `Number.prototype.toString()`: the shortest digits that
+/// read back as the same number, in fixed notation from 1e-6 up to 1e21,
+/// else as `d.ddde+n`.
+pub fn js_number(n: f64) -> String {
+    if n.is_nan() {
+        return "NaN".into();
+    }
+    if n.is_infinite() {
+        return if n > 0.0 { "Infinity" } else { "-Infinity" }.into();
+    }
+    if n == 0.0 {
+        return "0".into();
+    }
+    let sci = format!("{:e}", n.abs());
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let k = digits.len() as i32;
+    // The point sits after `point` digits: n = 0.d1d2... x 10^point.
+    let point = exp.parse::<i32>().unwrap_or(0) + 1;
+    let body = if k <= point && point <= 21 {
+        format!("{digits}{}", "0".repeat((point - k) as usize))
+    } else if 0 < point && point <= 21 {
+        format!("{}.{}", &digits[..point as usize], &digits[point as usize..])
+    } else if -6 < point && point <= 0 {
+        format!("0.{}{digits}", "0".repeat((-point) as usize))
+    } else {
+        let e = point - 1;
+        let sign = if e < 0 { '-' } else { '+' };
+        match digits.len() {
+            1 => format!("{digits}e{sign}{}", e.abs()),
+            _ => format!("{}.{}e{sign}{}", &digits[..1], &digits[1..], e.abs()),
+        }
+    };
+    if n < 0.0 { format!("-{body}") } else { body }
 }
 
 /// A record field the reference SDK copies from the call's parameter as it
@@ -89,14 +155,7 @@ pub fn js_string(v: &serde_json::Value) -> String {
 /// failing to parse (and being removed while its upload stays).
 fn js_string_if_truthy<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
     let v = Option::<serde_json::Value>::deserialize(d)?;
-    Ok(v.filter(|v| match v {
-        serde_json::Value::Null => false,
-        serde_json::Value::Bool(b) => *b,
-        serde_json::Value::Number(n) => n.as_f64() != Some(0.0),
-        serde_json::Value::String(s) => !s.is_empty(),
-        _ => true,
-    })
-    .map(|v| js_string(&v)))
+    Ok(v.filter(js_truthy).map(|v| js_string(&v)))
 }
 
 fn push_truthy(data: &mut String, v: &Option<String>) {
@@ -127,10 +186,8 @@ impl Checkpoint {
         if include_sse_c_key {
             push_truthy(&mut data, &self.sse_c_key);
         }
-        if let Some(m) = &self.metadata
-            && !m.is_null()
-        {
-            data.push_str(&serde_json::to_string(m).unwrap_or_default());
+        if let Some(m) = self.metadata.as_ref().filter(|m| js_truthy(m)) {
+            data.push_str(&js_json(m));
         }
         push_truthy(&mut data, &self.upload_id);
         for (n, p) in &self.parts_meta {
@@ -277,6 +334,44 @@ pub async fn remove(path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_strings_and_json_as_javascript_prints_them() {
+        // Expected values printed by Node 20.
+        let cases: [(f64, &str); 19] = [
+            (1.0, "1"),
+            (-1.0, "-1"),
+            (1.5, "1.5"),
+            (0.1, "0.1"),
+            (0.000001, "0.000001"),
+            (1e-7, "1e-7"),
+            (123456789012345680000.0, "123456789012345680000"),
+            (1e21, "1e+21"),
+            (1.5e21, "1.5e+21"),
+            (18446744073709551616.0, "18446744073709552000"),
+            (9007199254740994.0, "9007199254740994"),
+            (-0.000123, "-0.000123"),
+            (1e300, "1e+300"),
+            (5e-324, "5e-324"),
+            (1.0 / 3.0, "0.3333333333333333"),
+            (100.0, "100"),
+            (1e20, "100000000000000000000"),
+            (12345.678, "12345.678"),
+            (-0.0, "0"),
+        ];
+        for (n, js) in cases {
+            assert_eq!(js_number(n), js, "{n:e}");
+        }
+        let v = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap();
+        assert_eq!(js_string(&v("[null,1]")), ",1");
+        assert_eq!(js_string(&v("[[1,[null]],{}]")), "1,,[object Object]");
+        assert_eq!(js_string(&v("[true,\"x\",1.5]")), "true,x,1.5");
+        assert_eq!(js_string(&v("18446744073709551615")), "18446744073709552000");
+        assert_eq!(
+            js_json(&v(r#"{"1":[0.5,null,18446744073709551616],"b":1e-7,"s":"q\"\u0001é"}"#)),
+            r#"{"1":[0.5,null,18446744073709552000],"b":1e-7,"s":"q\"\u0001é"}"#
+        );
+    }
 
     #[cfg(unix)]
     #[test]
