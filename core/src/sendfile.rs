@@ -82,7 +82,7 @@ impl Kept {
     /// left with none.
     fn sweep(&mut self) {
         self.by_host.retain(|_, list| {
-            list.retain(|(stream, since)| since.elapsed() < IDLE_KEEP && still_open(stream));
+            list.retain(|(stream, since)| reusable(stream, *since));
             !list.is_empty()
         });
     }
@@ -99,7 +99,7 @@ impl Pool {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.by_host.get_mut(&(host.to_string(), port))?;
         while let Some((stream, since)) = list.pop() {
-            if since.elapsed() < IDLE_KEEP && still_open(&stream) {
+            if reusable(&stream, since) {
                 return Some(stream);
             }
         }
@@ -244,6 +244,12 @@ async fn connect_any(addrs: &[std::net::SocketAddr], each: std::time::Duration) 
         }
     }
     Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address to connect to")))
+}
+
+/// Whether a kept connection may carry another request: not idle too long,
+/// and still open.
+fn reusable(stream: &TcpStream, since: Instant) -> bool {
+    since.elapsed() < IDLE_KEEP && still_open(stream)
 }
 
 /// False when the server closed the connection or sent something unasked.
