@@ -22,7 +22,7 @@ class ObsError extends Error {
       this.serviceCode = info.serviceCode;
       this.serviceMessage = info.serviceMessage;
     }
-    this.#bare = info.text !== undefined && info.text === info.code;
+    this.#bare = info.bareWhenEmpty === true;
   }
 
   toString() {

@@ -148,8 +148,8 @@ fn error_value(e: &obs_core::Error) -> Value {
     let mut v = json!({
         "code": e.code,
         "message": e.message,
-        // `Code:Message`, or the code alone where the reference SDK prints that.
-        "text": e.to_string(),
+        // Printed as the code alone while the message is empty (Display).
+        "bareWhenEmpty": e.bare_when_empty,
         "kind": format!("{:?}", e.kind),
         "retryable": e.retryable,
     });
