@@ -105,7 +105,7 @@ pub fn js_json(v: &serde_json::Value) -> String {
         serde_json::Value::Array(a) => format!("[{}]", a.iter().map(js_json).collect::<Vec<_>>().join(",")),
         serde_json::Value::Object(m) => {
             let fields: Vec<String> =
-                m.iter().map(|(k, v)| format!("{}:{}", serde_json::Value::String(k.clone()), js_json(v))).collect();
+                m.iter().map(|(k, v)| format!("{}:{}", serde_json::to_string(k).unwrap_or_default(), js_json(v))).collect();
             format!("{{{}}}", fields.join(","))
         }
         other => other.to_string(),
