@@ -123,7 +123,7 @@ describe('the same error string through both SDKs when a request keeps failing',
     const options = { max_retry_count: 0 };
     if (fault) await server.addFault({ ...fault, times: 0 });
     const refClient = await h.referenceClientFor(server, options);
-    const refErr = await new Promise((r) => refClient.uploadFile(params(h.uniqueKey()), (e) => r(e)));
+    const { err: refErr } = await h.uploadWithCallback(refClient, params(h.uniqueKey()));
     const { err } = await h.uploadWithCallback(h.clientFor(server, options), params(h.uniqueKey()));
     expect(String(refErr)).toBe(text);
     expect(String(err)).toBe(text);

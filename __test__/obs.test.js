@@ -150,7 +150,8 @@ test.each([
   for (const c of [obsClient(options), await referenceObsClient(options)]) {
     await server.resetStats();
     const key = h.uniqueKey('sig');
-    await new Promise((resolve, reject) => c.uploadFile({ Bucket: h.BUCKET, Key: key, UploadFile: file }, (err) => (err ? reject(err) : resolve())));
+    const { err } = await h.uploadWithCallback(c, { Bucket: h.BUCKET, Key: key, UploadFile: file });
+    expect(err).toBeFalsy();
     const signed = (await server.stats()).requests.filter((r) => r.auth !== 'none').map((r) => r.auth);
     expect([...new Set(signed)]).toEqual([expected]);
     await h.expectUploaded(server, key, file);

@@ -141,7 +141,7 @@ test('a record the reference wrote from parameters that are not strings resumes 
   const params = { Bucket: h.BUCKET, Key: key, UploadFile: file, PartSize: PART, TaskNum: 1, EnableCheckpoint: true, ContentType: 9, WebsiteRedirectLocation: 0, SseKms: false, Metadata: { n: 1 } };
   await server.addFault({ method: 'PUT', query: { partNumber: '3' }, times: 0, action: { status: 503, code: 'ServiceUnavailable', message: 'x' } });
   const ref = await h.referenceClientFor(server, { max_retry_count: 0 });
-  expect(String((await new Promise((r) => ref.uploadFile(params, (e) => r({ e })))).e)).toMatch(/^IncompletedUpload/);
+  expect(String((await h.uploadWithCallback(ref, params)).err)).toMatch(/^IncompletedUpload/);
   const record = readRecord(`${file}.upload_record`);
   expect([record.contentType, record.websiteRedirectLocation, record.sseKms]).toEqual([9, 0, false]);
   const done = completedParts(record);

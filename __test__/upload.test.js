@@ -131,9 +131,9 @@ test.each([['v2', {}], ['v4', { signature: 'v4', region: 'us-east-1' }]])(
     const ref = await h.referenceClientFor(server, options);
     for (const c of [h.clientFor(server, options), ref]) {
       const key = h.uniqueKey();
-      const uploaded = await new Promise((resolve) => c.uploadFile({ Bucket: h.BUCKET, Key: key, UploadFile: file, Metadata }, (err, r) => resolve({ err, r })));
+      const uploaded = await h.uploadWithCallback(c, { Bucket: h.BUCKET, Key: key, UploadFile: file, Metadata });
       expect(uploaded.err).toBeFalsy();
-      expect(uploaded.r.CommonMsg.Status).toBe(200);
+      expect(uploaded.result.CommonMsg.Status).toBe(200);
       const meta = await ref.getObjectMetadata({ Bucket: h.BUCKET, Key: key });
       expect(meta.InterfaceResult.Metadata).toEqual({ foo: '3', other: 'x', spaced: 'a  b' });
       await h.expectUploaded(server, key, file);
@@ -178,7 +178,8 @@ test("signature 'v4' without a region signs as the reference SDK does (V2 in pat
   for (const c of [h.clientFor(server, { signature: 'v4' }), await h.referenceClientFor(server, { signature: 'v4' })]) {
     await server.resetStats();
     const key = h.uniqueKey();
-    await new Promise((resolve, reject) => c.uploadFile({ Bucket: h.BUCKET, Key: key, UploadFile: file }, (err) => (err ? reject(err) : resolve())));
+    const { err } = await h.uploadWithCallback(c, { Bucket: h.BUCKET, Key: key, UploadFile: file });
+    expect(err).toBeFalsy();
     const signed = (await server.stats()).requests.filter((r) => r.auth !== 'none').map((r) => r.auth);
     expect(signed.length).toBeGreaterThan(0);
     expect([...new Set(signed)]).toEqual(['v2']);
