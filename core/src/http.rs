@@ -615,14 +615,18 @@ fn file_stream(
                 return None;
             }
             let want = ((end - pos) as usize).min(buffer::CHUNK);
-            let read = tokio::task::spawn_blocking(move || {
-                let mut buf = buffer::take();
-                read_exact_at(&file, &mut buf[..want], pos).map(|()| buffer::freeze(buf, want))
-            })
-            .await;
-            let read = match read {
-                Ok(r) => r,
-                Err(e) => Err(std::io::Error::other(e.to_string())),
+            let mut buf = buffer::take();
+            let read = if read_cached_at(&file, &mut buf[..want], pos) {
+                Ok(buffer::freeze(buf, want))
+            } else {
+                let read = tokio::task::spawn_blocking(move || {
+                    read_exact_at(&file, &mut buf[..want], pos).map(|()| buffer::freeze(buf, want))
+                })
+                .await;
+                match read {
+                    Ok(r) => r,
+                    Err(e) => Err(std::io::Error::other(e.to_string())),
+                }
             };
             match read {
                 Ok(chunk) => {
@@ -714,6 +718,37 @@ pub(crate) fn read_exact_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -
         done += n;
     }
     Ok(())
+}
+
+/// Fills `buf` from the file at `offset` only when the page cache holds all
+/// of it: preadv2 with `RWF_NOWAIT` never waits for a disk or a network
+/// mount, so this is safe on a runtime worker and spares the hand-off to the
+/// blocking pool (a thread wake-up and a context switch per chunk). False
+/// when any of it would have to wait, the file ends, the call fails or the
+/// kernel or filesystem lacks the flag (EOPNOTSUPP): the caller then reads on
+/// the blocking pool, which reports any error.
+#[cfg(target_os = "linux")]
+fn read_cached_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut done = 0;
+    while done < buf.len() {
+        let rest = &mut buf[done..];
+        let iov = libc::iovec { iov_base: rest.as_mut_ptr().cast(), iov_len: rest.len() };
+        let Ok(at) = libc::off_t::try_from(offset + done as u64) else { return false };
+        // SAFETY: one iovec over `rest`, which is valid for writes of its
+        // length for the call; the descriptor is open (borrowed from `file`).
+        let n = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, at, libc::RWF_NOWAIT) };
+        if n <= 0 {
+            return false;
+        }
+        done += n as usize;
+    }
+    true
+}
+
+#[cfg(not(target_os = "linux"))]
+fn read_cached_at(_file: &std::fs::File, _buf: &mut [u8], _offset: u64) -> bool {
+    false
 }
 
 #[cfg(unix)]
@@ -879,6 +914,54 @@ mod tests {
         for bad in ["evil.example/x", "a@evil.example", "evil.example:8443", "evil.example#", "a?b", "a\\b", "a b", "a\r\nb", "[::1]", "b\u{fc}cket", "a%2fb"] {
             let e = check_host_bucket(bad).unwrap_err();
             assert_eq!(e.code, "InvalidArgument", "{bad:?}");
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn cached_reads_take_whole_ranges_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        // Just written, so in the page cache: read without the blocking pool.
+        let mut buf = vec![0u8; 60_000];
+        assert!(read_cached_at(&file, &mut buf, 30_000), "a cached range is read in place");
+        assert_eq!(buf, data[30_000..90_000]);
+        // Past the end: left to the blocking read, which reports the short file.
+        assert!(!read_cached_at(&file, &mut buf, 50_000));
+        assert!(!read_cached_at(&file, &mut buf[..1], 100_000));
+        assert_eq!(read_exact_at(&file, &mut buf, 50_000).unwrap_err().kind(), std::io::ErrorKind::UnexpectedEof);
+        // A descriptor preadv2 cannot read (a pipe) is left to the blocking read too.
+        let (reader, _writer) = std::io::pipe().unwrap();
+        let reader = std::fs::File::from(std::os::fd::OwnedFd::from(reader));
+        assert!(!read_cached_at(&reader, &mut buf[..1], 0));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_body_stream_reads_the_same_bytes_whether_cached_or_not() {
+        use futures_util::StreamExt;
+        use std::os::fd::AsRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let data: Vec<u8> = (0..(2 * buffer::CHUNK + 12_345) as u32).map(|i| (i % 253) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        for evicted in [false, true] {
+            if evicted {
+                // Written back and dropped from the page cache (where the
+                // filesystem allows it), so reads go to the blocking pool.
+                file.sync_all().unwrap();
+                // SAFETY: advice on an open descriptor; no memory involved.
+                unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+            }
+            let range = FileRange { file: Arc::new(file.try_clone().unwrap()), offset: 1000, len: data.len() as u64 - 2000, sent: None };
+            let attempt = Arc::new(Attempt::new(None));
+            let body = file_stream(range, Arc::new(Activity::new()), attempt, Default::default());
+            let chunks: Vec<Bytes> = body.map(|c| c.unwrap()).collect().await;
+            assert_eq!(chunks.concat(), data[1000..data.len() - 1000], "evicted: {evicted}");
         }
     }
 
