@@ -2,20 +2,26 @@
 //! HTTP/1.1 PUTs of each part over `--tasks` parallel keep-alive
 //! connections by the simplest loop there is (blocking threads, no signing,
 //! no SDK). What this reaches is the practical limit of the machine and the
-//! server for that part size and concurrency.
+//! server for that part size and concurrency. With an `https://` endpoint
+//! the same loop goes through TLS (rustls, verifying against `--ca`): the
+//! floor of the HTTPS path.
 //!
-//! `obs-floor --endpoint http://127.0.0.1:PORT --bucket B --key K --file F --part-size N --tasks T`
+//! `obs-floor --endpoint http(s)://127.0.0.1:PORT [--ca ca.pem] --bucket B --key K --file F --part-size N --tasks T`
 //! prints `{"bytes":..,"seconds":..}`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 struct Args {
     addr: String,
+    /// Set for an `https://` endpoint.
+    tls: Option<Arc<rustls::ClientConfig>>,
     bucket: String,
     key: String,
     file: String,
@@ -26,10 +32,12 @@ struct Args {
 fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     let (mut endpoint, mut bucket, mut key, mut file, mut part_size, mut tasks) = (None, None, None, None, None, None);
+    let mut ca = None;
     while let Some(flag) = it.next() {
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--endpoint" => endpoint = Some(value),
+            "--ca" => ca = Some(value),
             "--bucket" => bucket = Some(value),
             "--key" => key = Some(value),
             "--file" => file = Some(value),
@@ -38,9 +46,14 @@ fn parse_args() -> Result<Args, String> {
             other => return Err(format!("unknown flag {other}")),
         }
     }
-    let endpoint = endpoint.ok_or("--endpoint is required")?;
+    let endpoint: String = endpoint.ok_or("--endpoint is required")?;
+    let tls = match endpoint.strip_prefix("https://") {
+        Some(_) => Some(client_config(&ca.ok_or("an https endpoint needs --ca")?)?),
+        None => None,
+    };
     Ok(Args {
-        addr: endpoint.trim_start_matches("http://").trim_end_matches('/').to_string(),
+        addr: endpoint.trim_start_matches("http://").trim_start_matches("https://").trim_end_matches('/').to_string(),
+        tls,
         bucket: bucket.ok_or("--bucket is required")?,
         key: key.ok_or("--key is required")?,
         file: file.ok_or("--file is required")?,
@@ -49,8 +62,39 @@ fn parse_args() -> Result<Args, String> {
     })
 }
 
+/// A TLS client setup that trusts the certificates in `ca` (PEM).
+fn client_config(ca: &str) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(ca)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("cannot read {ca}: {e}"))?;
+    for cert in certs {
+        roots.add(cert).map_err(|e| format!("{ca}: {e}"))?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// One keep-alive connection to the endpoint, through TLS for https.
+fn connect(args: &Args) -> std::io::Result<Box<dyn ReadWrite>> {
+    let stream = TcpStream::connect(&args.addr)?;
+    stream.set_nodelay(true)?;
+    let Some(config) = &args.tls else { return Ok(Box::new(stream)) };
+    let host = args.addr.rsplit_once(':').map_or(args.addr.as_str(), |(h, _)| h).trim_matches(['[', ']']);
+    let name = ServerName::try_from(host.to_string()).map_err(std::io::Error::other)?;
+    let tls = rustls::ClientConnection::new(config.clone(), name).map_err(std::io::Error::other)?;
+    Ok(Box::new(rustls::StreamOwned::new(tls, stream)))
+}
+
+trait ReadWrite: Read + Write + Send {}
+impl<T: Read + Write + Send> ReadWrite for T {}
+
 /// Sends one PUT with the file range as body and reads the whole answer.
-fn put(conn: &mut BufReader<TcpStream>, args: &Args, file: &std::fs::File, n: u64, offset: u64, len: u64, buf: &mut [u8]) -> std::io::Result<()> {
+fn put(conn: &mut BufReader<Box<dyn ReadWrite>>, args: &Args, file: &std::fs::File, n: u64, offset: u64, len: u64, buf: &mut [u8]) -> std::io::Result<()> {
     let head = format!(
         "PUT /{}/{}?partNumber={n}&uploadId=floor HTTP/1.1\r\nHost: {}\r\nContent-Length: {len}\r\n\r\n",
         args.bucket, args.key, args.addr
@@ -67,6 +111,7 @@ fn put(conn: &mut BufReader<TcpStream>, args: &Args, file: &std::fs::File, n: u6
         stream.write_all(&buf[..got])?;
         pos += got as u64;
     }
+    stream.flush()?;
     let mut line = String::new();
     conn.read_line(&mut line)?;
     if !line.contains(" 200 ") {
@@ -107,9 +152,7 @@ fn main() {
         .map(|_| {
             let (args, file, next) = (args.clone(), file.clone(), next.clone());
             std::thread::spawn(move || -> std::io::Result<()> {
-                let stream = TcpStream::connect(&args.addr)?;
-                stream.set_nodelay(true)?;
-                let mut conn = BufReader::new(stream);
+                let mut conn = BufReader::new(connect(&args)?);
                 let mut buf = vec![0u8; 1 << 20];
                 loop {
                     let n = next.fetch_add(1, Ordering::Relaxed);
