@@ -604,8 +604,10 @@ fn file_stream(
     attempt: Arc<Attempt>,
     failure: Arc<Mutex<Option<std::io::Error>>>,
 ) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
-    let state = (range.offset, range.offset + range.len);
-    futures_util::stream::unfold(state, move |(pos, end)| {
+    // The position, the end, and whether reads from the page cache in place
+    // may work here (a filesystem that refuses them once is not asked again).
+    let state = (range.offset, range.offset + range.len, true);
+    futures_util::stream::unfold(state, move |(pos, end, mut in_place)| {
         let file = range.file.clone();
         let activity = activity.clone();
         let attempt = attempt.clone();
@@ -616,11 +618,19 @@ fn file_stream(
             }
             let want = ((end - pos) as usize).min(buffer::CHUNK);
             let mut buf = buffer::take();
-            let read = if read_cached_at(&file, &mut buf[..want], pos) {
+            let cached = match in_place.then(|| read_cached_at(&file, &mut buf[..want], pos)).flatten() {
+                Some(n) => n,
+                None => {
+                    in_place = false;
+                    0
+                }
+            };
+            let read = if cached == want {
                 Ok(buffer::freeze(buf, want))
             } else {
+                let rest = pos + cached as u64;
                 let read = tokio::task::spawn_blocking(move || {
-                    read_exact_at(&file, &mut buf[..want], pos).map(|()| buffer::freeze(buf, want))
+                    read_exact_at(&file, &mut buf[cached..want], rest).map(|()| buffer::freeze(buf, want))
                 })
                 .await;
                 match read {
@@ -633,12 +643,12 @@ fn file_stream(
                     activity.touch();
                     let n = chunk.len() as u64;
                     attempt.add(n);
-                    Some((Ok(chunk), (pos + n, end)))
+                    Some((Ok(chunk), (pos + n, end, in_place)))
                 }
                 Err(e) => {
                     let copy = std::io::Error::new(e.kind(), e.to_string());
                     *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                    Some((Err(copy), (end, end)))
+                    Some((Err(copy), (end, end, in_place)))
                 }
             }
         }
@@ -711,7 +721,10 @@ fn file_read_error(e: &std::io::Error) -> Error {
 pub(crate) fn read_exact_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
     let mut done = 0;
     while done < buf.len() {
-        let n = read_at(file, &mut buf[done..], offset + done as u64)?;
+        let n = match read_at(file, &mut buf[done..], offset + done as u64) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => other?,
+        };
         if n == 0 {
             return Err(file_got_shorter());
         }
@@ -720,35 +733,44 @@ pub(crate) fn read_exact_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -
     Ok(())
 }
 
-/// Fills `buf` from the file at `offset` only when the page cache holds all
-/// of it: preadv2 with `RWF_NOWAIT` never waits for a disk or a network
-/// mount, so this is safe on a runtime worker and spares the hand-off to the
-/// blocking pool (a thread wake-up and a context switch per chunk). False
-/// when any of it would have to wait, the file ends, the call fails or the
-/// kernel or filesystem lacks the flag (EOPNOTSUPP): the caller then reads on
-/// the blocking pool, which reports any error.
+/// Fills `buf` from the file at `offset` with what the page cache already
+/// holds, on the calling thread: preadv2 with `RWF_NOWAIT` does not wait for
+/// the file's data to come from a disk or a network mount, so this is fit
+/// for a runtime worker and spares the hand-off to the blocking pool (a
+/// thread wake-up and a context switch per chunk). Gives the bytes filled
+/// from the start of `buf`: it stops where the data would have to be waited
+/// for, at the end of the file, or at an error (the caller reads the rest on
+/// the blocking pool, which reports any error). None when the kernel or the
+/// filesystem does not take the flag (tmpfs, network filesystems, kernels
+/// before 4.14).
 #[cfg(target_os = "linux")]
-fn read_cached_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> bool {
+fn read_cached_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> Option<usize> {
     use std::os::fd::AsRawFd;
     let mut done = 0;
     while done < buf.len() {
         let rest = &mut buf[done..];
         let iov = libc::iovec { iov_base: rest.as_mut_ptr().cast(), iov_len: rest.len() };
-        let Ok(at) = libc::off_t::try_from(offset + done as u64) else { return false };
+        let Ok(at) = libc::off_t::try_from(offset + done as u64) else { break };
         // SAFETY: one iovec over `rest`, which is valid for writes of its
         // length for the call; the descriptor is open (borrowed from `file`).
         let n = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, at, libc::RWF_NOWAIT) };
-        if n <= 0 {
-            return false;
+        if n > 0 {
+            done += n as usize;
+            continue;
         }
-        done += n as usize;
+        let unsupported = n < 0
+            && matches!(std::io::Error::last_os_error().raw_os_error(), Some(libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL));
+        if unsupported && done == 0 {
+            return None;
+        }
+        break;
     }
-    true
+    Some(done)
 }
 
 #[cfg(not(target_os = "linux"))]
-fn read_cached_at(_file: &std::fs::File, _buf: &mut [u8], _offset: u64) -> bool {
-    false
+fn read_cached_at(_file: &std::fs::File, _buf: &mut [u8], _offset: u64) -> Option<usize> {
+    None
 }
 
 #[cfg(unix)]
@@ -917,51 +939,102 @@ mod tests {
         }
     }
 
+    /// Whether the filesystem of `file` takes `RWF_NOWAIT` (tmpfs does not).
+    #[cfg(target_os = "linux")]
+    fn nowait_supported(file: &std::fs::File) -> bool {
+        use std::os::fd::AsRawFd;
+        let mut byte = 0u8;
+        let iov = libc::iovec { iov_base: (&raw mut byte).cast(), iov_len: 1 };
+        // SAFETY: one iovec over a local byte; the descriptor is open.
+        let n = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, 0, libc::RWF_NOWAIT) };
+        n >= 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EOPNOTSUPP)
+    }
+
+    /// Writes `data` to a new file 4 KiB at a time, so that its page cache
+    /// holds single pages (a large write can get folios of many pages, which
+    /// a partial eviction would leave whole).
+    #[cfg(target_os = "linux")]
+    fn write_in_pages(path: &std::path::Path, data: &[u8]) -> std::fs::File {
+        use std::io::Write;
+        let mut f = std::fs::File::create(path).unwrap();
+        for page in data.chunks(4096) {
+            f.write_all(page).unwrap();
+        }
+        std::fs::File::open(path).unwrap()
+    }
+
+    /// Drops `[offset, offset + len)` of a written-back file from the page cache.
+    #[cfg(target_os = "linux")]
+    fn evict(file: &std::fs::File, offset: i64, len: i64) {
+        use std::os::fd::AsRawFd;
+        file.sync_all().unwrap();
+        // SAFETY: advice on an open descriptor; no memory involved.
+        assert_eq!(unsafe { libc::posix_fadvise(file.as_raw_fd(), offset, len, libc::POSIX_FADV_DONTNEED) }, 0);
+    }
+
     #[cfg(target_os = "linux")]
     #[test]
-    fn cached_reads_take_whole_ranges_or_nothing() {
+    fn cached_reads_fill_what_the_page_cache_holds() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
-        std::fs::write(&path, &data).unwrap();
-        let file = std::fs::File::open(&path).unwrap();
-        // Just written, so in the page cache: read without the blocking pool.
+        let file = write_in_pages(&path, &data);
         let mut buf = vec![0u8; 60_000];
-        assert!(read_cached_at(&file, &mut buf, 30_000), "a cached range is read in place");
-        assert_eq!(buf, data[30_000..90_000]);
-        // Past the end: left to the blocking read, which reports the short file.
-        assert!(!read_cached_at(&file, &mut buf, 50_000));
-        assert!(!read_cached_at(&file, &mut buf[..1], 100_000));
-        assert_eq!(read_exact_at(&file, &mut buf, 50_000).unwrap_err().kind(), std::io::ErrorKind::UnexpectedEof);
-        // A descriptor preadv2 cannot read (a pipe) is left to the blocking read too.
+        // A descriptor preadv2 cannot read at all (a pipe): nothing filled.
         let (reader, _writer) = std::io::pipe().unwrap();
         let reader = std::fs::File::from(std::os::fd::OwnedFd::from(reader));
-        assert!(!read_cached_at(&reader, &mut buf[..1], 0));
+        assert_eq!(read_cached_at(&reader, &mut buf[..1], 0), Some(0));
+        if !nowait_supported(&file) {
+            // tmpfs and the like: the caller is told not to ask again.
+            assert_eq!(read_cached_at(&file, &mut buf, 0), None);
+            return;
+        }
+        // Just written, so in the page cache: read in place.
+        assert_eq!(read_cached_at(&file, &mut buf, 30_000), Some(60_000));
+        assert_eq!(buf, data[30_000..90_000]);
+        // Up to the end of the file, then stops.
+        buf.fill(0);
+        assert_eq!(read_cached_at(&file, &mut buf, 50_000), Some(50_000));
+        assert_eq!(buf[..50_000], data[50_000..]);
+        assert_eq!(read_cached_at(&file, &mut buf[..1], 100_000), Some(0));
+        // Up to the first page that would have to come from the disk.
+        evict(&file, 65_536, 0);
+        let mut whole = vec![0u8; 100_000];
+        let n = read_cached_at(&file, &mut whole, 0).unwrap();
+        assert!(n > 0 && n <= 65_536, "{n}");
+        assert_eq!(whole[..n], data[..n]);
     }
 
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn a_body_stream_reads_the_same_bytes_whether_cached_or_not() {
         use futures_util::StreamExt;
-        use std::os::fd::AsRawFd;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         let data: Vec<u8> = (0..(2 * buffer::CHUNK + 12_345) as u32).map(|i| (i % 253) as u8).collect();
-        std::fs::write(&path, &data).unwrap();
-        let file = std::fs::File::open(&path).unwrap();
-        for evicted in [false, true] {
-            if evicted {
-                // Written back and dropped from the page cache (where the
-                // filesystem allows it), so reads go to the blocking pool.
-                file.sync_all().unwrap();
-                // SAFETY: advice on an open descriptor; no memory involved.
-                unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        let file = write_in_pages(&path, &data);
+        let (start, half) = (1000usize, buffer::CHUNK as i64 / 2);
+        // Partly evicted first, while the cache holds the written pages.
+        for case in ["first chunk half cached", "cached", "evicted"] {
+            match case {
+                "first chunk half cached" => {
+                    // The first chunk is read partly in place and finished
+                    // on the blocking pool, into the same buffer.
+                    evict(&file, half, 0);
+                    if nowait_supported(&file) {
+                        let mut probe = vec![0u8; buffer::CHUNK];
+                        let n = read_cached_at(&file, &mut probe, start as u64).unwrap();
+                        assert!(n > 0 && n < buffer::CHUNK, "{n}");
+                    }
+                }
+                "evicted" => evict(&file, 0, 0),
+                _ => {}
             }
-            let range = FileRange { file: Arc::new(file.try_clone().unwrap()), offset: 1000, len: data.len() as u64 - 2000, sent: None };
+            let range = FileRange { file: Arc::new(file.try_clone().unwrap()), offset: start as u64, len: (data.len() - 2 * start) as u64, sent: None };
             let attempt = Arc::new(Attempt::new(None));
             let body = file_stream(range, Arc::new(Activity::new()), attempt, Default::default());
             let chunks: Vec<Bytes> = body.map(|c| c.unwrap()).collect().await;
-            assert_eq!(chunks.concat(), data[1000..data.len() - 1000], "evicted: {evicted}");
+            assert_eq!(chunks.concat(), data[start..data.len() - start], "{case}");
         }
     }
 

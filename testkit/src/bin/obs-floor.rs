@@ -47,9 +47,11 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     let endpoint: String = endpoint.ok_or("--endpoint is required")?;
-    let tls = match endpoint.strip_prefix("https://") {
-        Some(_) => Some(client_config(&ca.ok_or("an https endpoint needs --ca")?)?),
-        None => None,
+    let tls = match (endpoint.starts_with("https://"), ca) {
+        (true, Some(ca)) => Some(client_config(&ca)?),
+        (true, None) => return Err("an https endpoint needs --ca".into()),
+        (false, Some(_)) => return Err("--ca is for an https endpoint".into()),
+        (false, None) => None,
     };
     Ok(Args {
         addr: endpoint.trim_start_matches("http://").trim_start_matches("https://").trim_end_matches('/').to_string(),
