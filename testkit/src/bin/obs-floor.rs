@@ -13,10 +13,10 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
-
-use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
+
+use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
 
 struct Args {
     addr: String,
