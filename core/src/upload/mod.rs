@@ -373,7 +373,11 @@ async fn resume_or_start(
             let plan = plan::plan_from_record(file_size, record.part_size, record.part_count);
             let checksum_ok = match (&record.upload_file_stat.check_sum, fits) {
                 (Some(sum), true) if !sum.is_empty() => match file_md5(file, file_size, control).await {
-                    Ok(local) => local.is_ok_and(|s| &s == sum),
+                    Ok(Ok(local)) => &local == sum,
+                    // A file that cannot be read says nothing about the
+                    // upload: the record and the upload stay for a call
+                    // that can read it.
+                    Ok(Err(e)) => return Err(e),
                     // Cancel keeps the record and its upload, as it would
                     // once parts are going; abort removes both.
                     Err(StopRequest::Abort) => {
@@ -563,16 +567,33 @@ impl Session<'_> {
                     self.initiate().await?
                 }
             };
-            let mut refused = None;
+            // How the round ends before any part is sent, if it does.
+            let mut ended = None;
             if resumed {
                 let target = Target { bucket: &self.req.bucket, key: &self.req.key, upload_id: &upload_id };
-                match reconcile::reconcile(&self.client, sig, &target, self.plan, &mut self.record, &self.file).await {
+                // Listing and checking parts the record missed (hashing up
+                // to a whole part each) gives way to a cancel or an abort.
+                let reconciled = {
+                    let mut stop = self.control.subscribe();
+                    tokio::select! {
+                        r = reconcile::reconcile(&self.client, sig, &target, self.plan, &mut self.record, &self.file) => r,
+                        request = stop_requested(&mut stop) => Ok(reconcile::Reconciled::Stopped(request)),
+                    }
+                };
+                match reconciled {
+                    Ok(reconcile::Reconciled::Stopped(request)) => ended = Some(End::Stopped(request)),
                     Ok(reconcile::Reconciled::Live { changed: true }) => {
                         // A record that had every part, which the server no longer
                         // lists: killed after completing, before removing the record?
                         if self.claimed.is_some()
                             && let Some(outcome) = self.already_complete(sig).await
                         {
+                            // The server still answers for the upload, so
+                            // it is removed too (an upload completed
+                            // already is unknown to the abort, which is
+                            // fine); only the object is kept.
+                            let target = Target { bucket: &self.req.bucket, key: &self.req.key, upload_id: &upload_id };
+                            let _ = ops::abort_multipart_upload(&self.client, sig, &target).await;
                             self.forget().await;
                             return Ok(outcome);
                         }
@@ -581,7 +602,7 @@ impl Session<'_> {
                         }
                     }
                     Ok(reconcile::Reconciled::Live { changed: false }) => {}
-                    Ok(reconcile::Reconciled::Refused(e)) if e.code == "NoSuchUpload" => refused = Some(e),
+                    Ok(reconcile::Reconciled::Refused(e)) if e.code == "NoSuchUpload" => ended = Some(End::Fatal(e)),
                     // Refused otherwise: a policy that allows uploading
                     // parts but not listing them (a PutObject-only policy
                     // does). Go on from the record, as the reference SDK
@@ -591,8 +612,8 @@ impl Session<'_> {
                     Err(e) => return Err(self.keep_or_abort(sig, &upload_id, incomplete(e, self.writer.is_some())).await),
                 }
             }
-            let end = match refused {
-                Some(e) => End::Fatal(e),
+            let end = match ended {
+                Some(end) => end,
                 None => self.send(sig, &upload_id).await,
             };
             resumed = false;
@@ -772,7 +793,7 @@ impl Session<'_> {
         let head = ops::head_object_response(&self.client, sig, &self.req.bucket, &self.req.key).await.ok()??;
         let etag = head.header("etag")?.trim_matches('"').to_string();
         let size: u64 = head.header("content-length")?.parse().ok()?;
-        (size == self.plan.file_size && etag == expected).then(|| Outcome {
+        (size == self.plan.file_size && etag.eq_ignore_ascii_case(&expected)).then(|| Outcome {
             signature: sig,
             completed: Completed {
                 status: head.status,
@@ -857,4 +878,50 @@ fn completed_parts(record: &Checkpoint, count: u32) -> Result<Vec<(u32, String)>
         }
         .ok_or_else(|| Error::new(ErrorKind::Incomplete, "IncompletedUpload", format!("part {n} has not been uploaded")).with_part(n)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ClientConfig, ClientOptions};
+    use crate::http::Credentials;
+
+    /// A record whose whole-file MD5 cannot be checked because the file
+    /// cannot be read (here: opened write-only, so every read fails) is
+    /// kept, with its upload, and the call fails with FileReadError: a read
+    /// error says nothing about whether the record still fits.
+    #[tokio::test]
+    async fn a_checksum_that_cannot_be_read_keeps_the_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data.bin");
+        std::fs::write(&data, vec![7u8; 300 * 1024]).unwrap();
+        let settings = CheckpointSettings { path: dir.path().join("data.bin.upload_record"), enable_checksum: true };
+        let req = UploadRequest {
+            bucket: "b".into(),
+            key: "k".into(),
+            upload_file: data.to_string_lossy().into_owned(),
+            part_size: Some(100 * 1024),
+            task_num: 1,
+            checkpoint: Some(settings.clone()),
+            object: Default::default(),
+            metadata_json: None,
+            expires_json: None,
+        };
+        let size = 300 * 1024;
+        let last_modified = "1700000000000";
+        let mut record = new_record(&req, plan::plan_parts(size, req.part_size), size, last_modified);
+        record.upload_id = Some("upload-1".into());
+        record.upload_file_stat.check_sum = Some("c29tZSBzdW0=".into());
+        record.seal();
+        checkpoint::save(&settings.path, &serde_json::to_vec(&record).unwrap(), false).unwrap();
+
+        // Nothing listens there: a discard would have to fail to keep the record.
+        let config = ClientConfig::from_options(&ClientOptions { server: Some("http://127.0.0.1:1".into()), ..Default::default() }).unwrap();
+        let client = Client::new(config, Credentials { access_key: "a".into(), secret_key: "s".into(), security_token: None }).unwrap();
+        let write_only = Arc::new(std::fs::OpenOptions::new().write(true).open(&data).unwrap());
+        let e = resume_or_start(&req, &settings, &client, &write_only, size, last_modified, &Control::default()).await.unwrap_err();
+        assert_eq!(e.code, "FileReadError", "{e:?}");
+        let kept = std::fs::read(&settings.path).unwrap();
+        assert_eq!(kept, serde_json::to_vec(&record).unwrap(), "the record is left as it was");
+    }
 }
