@@ -272,7 +272,10 @@ fn save_via(path: &Path, tmp: &Path, json: &[u8]) -> std::io::Result<()> {
         std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
         let mut f = opts.open(tmp)?;
         f.write_all(json)?;
-        f.flush()?;
+        // On disk before the rename: after a power cut the record is the
+        // old one or the new one, never an empty file (XFS, ext4 on a first
+        // write). Writes are coalesced, one at a time, off the parts' way.
+        f.sync_data()?;
         drop(f);
         std::fs::rename(tmp, path)
     };
