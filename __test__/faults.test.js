@@ -50,6 +50,45 @@ test('initiate and complete are retried too', async () => {
   await h.expectUploaded(server, p.Key, file);
 });
 
+// S3 may answer a CompleteMultipartUpload 200 and put the error (an
+// InternalError, as a rule) in the body; that is retried as a 500 is. It
+// used to end the call at the first such answer.
+describe('a complete answered 200 with an <Error> body', () => {
+  const onComplete = (times) => ({ method: 'POST', query: { uploadId: null }, times, action: { status: 200, code: 'InternalError', message: 'try again' } });
+  const completes = async () => (await server.stats()).requests.filter((r) => r.method === 'POST' && /uploadId=/.test(r.query));
+
+  test('once: retried, and the upload succeeds', async () => {
+    const file = h.makeFile(dir, PART + 1);
+    const p = params(file, { EnableCheckpoint: true });
+    await server.resetStats();
+    await server.addFault(onComplete(1));
+    const result = await client.uploadFile(p);
+    expect(result.CommonMsg.Status).toBe(200);
+    expect(await completes()).toHaveLength(2);
+    expect(fs.existsSync(`${file}.upload_record`)).toBe(false);
+    await h.expectUploaded(server, p.Key, file);
+  });
+
+  test('every time: IncompletedUpload after the retries, record kept; the next call completes without sending a part again', async () => {
+    const file = h.makeFile(dir, PART + 1);
+    const p = params(file, { EnableCheckpoint: true });
+    const c = h.clientFor(server, { max_retry_count: 1 });
+    await server.resetStats();
+    await server.addFault(onComplete(0));
+    const { err } = await h.uploadWithCallback(c, p);
+    expect(err.code).toBe('IncompletedUpload');
+    expect(err.serviceCode).toBe('InternalError');
+    expect(await completes()).toHaveLength(2);
+    expect(fs.existsSync(`${file}.upload_record`)).toBe(true);
+
+    await server.clearFaults();
+    await server.resetStats();
+    await c.uploadFile(p);
+    expect(await h.partPuts(server)).toEqual([]);
+    await h.expectUploaded(server, p.Key, file);
+  });
+});
+
 test('a part that keeps failing: IncompletedUpload, record and upload kept; the next call finishes it', async () => {
   const file = h.makeFile(dir, 4 * PART);
   const p = params(file, { EnableCheckpoint: true });

@@ -103,3 +103,15 @@ test.each(TRANSPORTS)('%s: an IPv6 literal endpoint in brackets is reached and s
   expect(result.CommonMsg.Status).toBe(200);
   await h.expectUploaded(server, p.Key, file);
 });
+
+// Through a proxy, the connection made is the proxy's: a proxy that refuses
+// is named as the proxy (it used to be reported as the S3 server refusing),
+// and its credentials never appear.
+test('a proxy that is not there is named in the error, without its password', async () => {
+  const p = { Bucket: h.BUCKET, Key: h.uniqueKey('proxy'), UploadFile: h.makeFile(dir, 10) };
+  const c = h.clientFor(server, { proxy: 'http://user:pr0xy-pw@127.0.0.1:1', max_retry_count: 0 });
+  const { err } = await h.uploadWithCallback(c, p);
+  expect(String(err)).toBe('InitiateMultipartUploadFailed:Error: connect ECONNREFUSED 127.0.0.1:1 (the proxy)');
+  expect(String(err)).not.toContain('pr0xy-pw');
+  expect(await h.newUploads(server)).toEqual([]);
+});

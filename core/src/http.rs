@@ -181,6 +181,19 @@ pub struct Client {
     /// Part bodies over plain HTTP go out with sendfile (Linux).
     #[cfg(target_os = "linux")]
     sendfile: Option<crate::sendfile::Pool>,
+    /// The proxy's host and port, which a connect failure names when
+    /// requests go through one (never its credentials).
+    proxy_at: Option<(String, u16)>,
+}
+
+/// Host and port of a proxy URL; a URL without a scheme is an `http://` one,
+/// as the HTTP client reads it.
+fn proxy_address(proxy: &str) -> Option<(String, u16)> {
+    let url = reqwest::Url::parse(proxy)
+        .ok()
+        .filter(|u| u.host_str().is_some())
+        .or_else(|| reqwest::Url::parse(&format!("http://{proxy}")).ok())?;
+    Some((url.host_str()?.to_string(), url.port_or_known_default()?))
 }
 
 /// One connection pool per distinct TLS, proxy and timeout setting (the
@@ -228,7 +241,9 @@ impl Client {
         #[cfg(target_os = "linux")]
         let sendfile = (!config.endpoint.secure && config.proxy.is_none() && crate::sendfile::enabled_by_env())
             .then(crate::sendfile::Pool::default);
+        let proxy_at = config.proxy.as_deref().and_then(proxy_address);
         Ok(Client {
+            proxy_at,
             config,
             credentials: RwLock::new(credentials),
             http,
@@ -320,7 +335,7 @@ impl Client {
         loop {
             let outcome = self.send_once(req, sig).await;
             let again = match &outcome {
-                Ok(resp) => is_retryable_status(resp.status),
+                Ok(resp) => is_retryable_status(resp.status) || is_error_in_success(resp),
                 Err(e) => e.retryable,
             };
             if !again || retry >= self.retry.max_retries {
@@ -552,7 +567,17 @@ impl Client {
         let timeout = self.config.timeout;
         let url_host = request.url().host_str().unwrap_or_default().to_string();
         let port = request.url().port_or_known_default().unwrap_or_default();
-        let fut = async { self.http.execute(request).await.map_err(|e| network_error(&e, &url_host, port)) };
+        let fut = async {
+            self.http.execute(request).await.map_err(|e| match &self.proxy_at {
+                // Through a proxy, the connection made is the proxy's.
+                Some((proxy_host, proxy_port)) if e.is_connect() => {
+                    let mut err = network_error(&e, proxy_host, *proxy_port);
+                    err.message = format!("{} (the proxy)", err.message);
+                    err
+                }
+                _ => network_error(&e, &url_host, port),
+            })
+        };
         let resp = self.watched(fut, activity, &url_host).await?;
         let status = resp.status().as_u16();
         let headers = resp
@@ -808,6 +833,15 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 pub fn is_retryable_status(status: u16) -> bool {
     status >= 500 || status == 429 || status == 408
+}
+
+/// A 200 whose body is an `<Error>`: S3 answers a CompleteMultipartUpload
+/// so when it fails after the status went out (an InternalError, as a rule),
+/// and the request may be sent again as after a 500.
+pub fn is_error_in_success(resp: &Response) -> bool {
+    resp.status == 200
+        && resp.body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<')
+        && xml::parse(&resp.body).is_some_and(|root| root.name == "Error")
 }
 
 /// Reads the OBS/S3 error of a failed answer: the XML `<Error>` body, else

@@ -229,7 +229,8 @@ pub async fn complete_multipart_upload(
         return Err(service_error(&resp, sig));
     }
     let root = xml::parse(&resp.body);
-    // S3 may answer 200 and put the error in the body.
+    // S3 may answer 200 and put the error in the body; the client has sent
+    // the request again on such answers already (`is_error_in_success`).
     if let Some(r) = &root
         && r.name == "Error"
     {
@@ -275,6 +276,10 @@ pub struct ListedPart {
     pub size: u64,
 }
 
+/// The most parts a listing may hold: 10,000 parts an upload may have, and
+/// as many again for a server that lists a part more than once.
+const MAX_LISTED_PARTS: usize = 20_000;
+
 /// Every part the server holds for the upload, following pagination.
 pub async fn list_parts(client: &Client, sig: Signature, target: &Target<'_>) -> Result<Vec<ListedPart>> {
     let mut parts = Vec::new();
@@ -305,16 +310,31 @@ pub async fn list_parts(client: &Client, sig: Signature, target: &Target<'_>) ->
                 size: p.text_of("Size").and_then(|s| s.trim().parse().ok()).unwrap_or(0),
             });
         }
+        if parts.len() > MAX_LISTED_PARTS {
+            return Err(Error::network("ListParts listed more parts than an upload can have"));
+        }
         let truncated = root.text_of("IsTruncated").is_some_and(|t| t.trim() == "true");
-        let next = root.text_of("NextPartNumberMarker").map(str::to_string).filter(|m| !m.is_empty());
-        match (truncated, next) {
-            (true, Some(n)) if marker.as_ref() != Some(&n) => marker = Some(n),
-            _ => break,
+        match next_page(truncated, root.text_of("NextPartNumberMarker"), marker.as_deref())? {
+            Some(next) => marker = Some(next),
+            None => break,
         }
     }
     parts.sort_by_key(|p| p.part_number);
     parts.dedup_by_key(|p| p.part_number);
     Ok(parts)
+}
+
+/// The marker of the next ListParts page, `None` after the last. Each page
+/// must start past the one before: markers that go back or stay would make
+/// the listing go round forever. A truncated page without a marker ends the
+/// listing, as it always has.
+fn next_page(truncated: bool, next: Option<&str>, current: Option<&str>) -> Result<Option<String>> {
+    let Some(next) = next.map(str::trim).filter(|m| !m.is_empty() && truncated) else { return Ok(None) };
+    let number = |m: &str| m.trim().parse::<u64>().ok();
+    match number(next) {
+        Some(n) if current.and_then(number).is_none_or(|m| n > m) => Ok(Some(next.to_string())),
+        _ => Err(Error::network(format!("ListParts answered a next page ({next}) that does not follow the last"))),
+    }
 }
 
 /// The HEAD answer for an object, or `None` when it does not exist.
@@ -339,6 +359,21 @@ pub async fn head_bucket(client: &Client, sig: Signature, bucket: &str) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn list_parts_pages_must_move_forward() {
+        assert_eq!(next_page(true, Some("1000"), None).unwrap(), Some("1000".into()));
+        assert_eq!(next_page(true, Some(" 2000 "), Some("1000")).unwrap(), Some("2000".into()));
+        // The last page, or a truncated one without a marker: the end.
+        assert_eq!(next_page(false, Some("3000"), Some("2000")).unwrap(), None);
+        assert_eq!(next_page(true, None, Some("2000")).unwrap(), None);
+        assert_eq!(next_page(true, Some(""), Some("2000")).unwrap(), None);
+        // The same page again, a page back (A, B, A, ...), or no number: refused.
+        for (next, current) in [("1000", Some("1000")), ("500", Some("1000")), ("abc", None), ("-1", None)] {
+            let e = next_page(true, Some(next), current).unwrap_err();
+            assert_eq!(e.code, "NetworkError", "{next} after {current:?}");
+        }
+    }
 
     #[test]
     fn complete_body_lists_parts_in_order_with_escaped_etags() {
