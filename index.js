@@ -49,8 +49,21 @@ function abortError(signal, info = {}) {
 
 const isFunction = (f) => typeof f === 'function';
 const present = (v) => v !== undefined && v !== null;
-const str = (v) => (present(v) ? String(v) : undefined);
-const trimmed = (v) => (v ? String(v).trim() : undefined);
+
+// A string cut in the middle of a character (half of a UTF-16 surrogate
+// pair) has no UTF-8 form: it would reach the server as another string
+// (U+FFFD in its place), so it is refused. The reference SDK throws an
+// uncaught URIError on it.
+const LONE_SURROGATE = /\p{Surrogate}/u;
+
+/** `v` as a string; refused when it holds a lone surrogate. */
+function text(name, v) {
+  const s = String(v);
+  if (LONE_SURROGATE.test(s)) throw invalid(`${name} is not valid Unicode: it holds half of a surrogate pair`);
+  return s;
+}
+const str = (name, v) => (present(v) ? text(name, v) : undefined);
+const trimmed = (name, v) => (v ? text(name, v).trim() : undefined);
 
 /**
  * `Expires`: whole days, as a number or a numeric string; absent when not
@@ -79,25 +92,33 @@ function toNativeOptions(param) {
   }
   const sslVerify = p.ssl_verify;
   return {
-    accessKeyId: trimmed(p.access_key_id),
-    secretAccessKey: trimmed(p.secret_access_key),
-    securityToken: trimmed(p.security_token),
-    server: String(p.server).trim(),
+    accessKeyId: trimmed('access_key_id', p.access_key_id),
+    secretAccessKey: trimmed('secret_access_key', p.secret_access_key),
+    securityToken: trimmed('security_token', p.security_token),
+    server: text('server', p.server).trim(),
     isSecure: present(p.is_secure) ? Boolean(p.is_secure) : undefined,
     port: int(p.port) > 0 ? int(p.port) : undefined,
     pathStyle: present(p.path_style) ? Boolean(p.path_style) : undefined,
     signature: present(p.signature) ? String(p.signature).trim().toLowerCase() : undefined,
     isSignatureNegotiation: present(p.is_signature_negotiation) ? Boolean(p.is_signature_negotiation) : undefined,
-    region: present(p.region) ? String(p.region).trim() : undefined,
+    region: present(p.region) ? text('region', p.region).trim() : undefined,
     timeout: int(p.timeout),
     maxRetryCount: int(p.max_retry_count),
     sslVerify: typeof sslVerify === 'string' ? undefined : present(sslVerify) ? Boolean(sslVerify) : undefined,
-    sslVerifyCaFile: typeof sslVerify === 'string' && sslVerify !== '' ? sslVerify : undefined,
+    sslVerifyCaFile: typeof sslVerify === 'string' && sslVerify !== '' ? text('ssl_verify', sslVerify) : undefined,
     isCname: present(p.is_cname) ? Boolean(p.is_cname) : undefined,
     maxConnections: int(p.max_connections),
-    userAgent: p.user_agent ? String(p.user_agent) : undefined,
-    proxy: p.proxy ? String(p.proxy) : undefined,
+    userAgent: p.user_agent ? userAgent(p.user_agent) : undefined,
+    proxy: p.proxy ? text('proxy', p.proxy) : undefined,
   };
+}
+
+/** A header value of one line: a control character would end the header or the request. */
+function userAgent(v) {
+  const s = text('user_agent', v);
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u0008\u000a-\u001f\u007f]/.test(s)) throw invalid('user_agent must not hold control characters (line breaks included)');
+  return s;
 }
 
 function nativeError(e) {
@@ -116,7 +137,7 @@ function toNativeParams(param) {
   if (!p.Bucket) throw invalid('Bucket is a required element!');
   if (!p.Key) throw invalid('Key is a required element!');
   if (!p.UploadFile) throw invalid('UploadFile is a required element!');
-  const uploadFile = String(p.UploadFile);
+  const uploadFile = text('UploadFile', p.UploadFile);
   let taskNum = int(p.TaskNum) || 20;
   if (taskNum < 0) throw invalid('TaskNum must be a positive number');
   taskNum = Math.min(taskNum, MAX_TASK_NUM);
@@ -132,29 +153,48 @@ function toNativeParams(param) {
   }
   let checkpointFile;
   if (p.EnableCheckpoint) {
-    checkpointFile = p.CheckpointFile ? String(p.CheckpointFile) : `${uploadFile}.upload_record`;
+    checkpointFile = p.CheckpointFile ? text('CheckpointFile', p.CheckpointFile) : `${uploadFile}.upload_record`;
   }
   const expires = expiresDays(p.Expires);
   return {
-    bucket: String(p.Bucket),
-    key: String(p.Key),
+    bucket: text('Bucket', p.Bucket),
+    key: text('Key', p.Key),
     uploadFile,
     partSize: int(p.PartSize),
     taskNum,
     checkpointFile,
     enableCheckSum: Boolean(checkpointFile && p.EnableCheckSum),
-    contentType: str(p.ContentType),
-    acl: str(p.ACL),
-    websiteRedirectLocation: str(p.WebsiteRedirectLocation),
-    sseKms: str(p.SseKms),
-    sseKmsKey: str(p.SseKmsKey),
-    sseC: str(p.SseC),
-    sseCKey: str(p.SseCKey),
-    metadataJson: p.Metadata ? JSON.stringify(p.Metadata) : undefined,
+    // Any value JavaScript takes as false means none: the type is then
+    // guessed from the key or the file name, as the reference does.
+    contentType: p.ContentType ? text('ContentType', p.ContentType) : undefined,
+    acl: str('ACL', p.ACL),
+    websiteRedirectLocation: str('WebsiteRedirectLocation', p.WebsiteRedirectLocation),
+    sseKms: str('SseKms', p.SseKms),
+    sseKmsKey: str('SseKmsKey', p.SseKmsKey),
+    sseC: str('SseC', p.SseC),
+    sseCKey: str('SseCKey', p.SseCKey),
+    metadataJson: p.Metadata ? metadataJson(p.Metadata) : undefined,
     expiresJson: present(p.Expires) ? JSON.stringify(p.Expires) : undefined,
     expires,
     reportProgress: isFunction(p.ProgressCallback),
   };
+}
+
+/**
+ * Metadata as JSON, for the record and the headers. A key or a value that
+ * cannot be sent (half of a surrogate pair, a BigInt, a cycle) is refused
+ * here, before anything starts.
+ */
+function metadataJson(metadata) {
+  for (const [k, v] of Object.entries(metadata)) {
+    text(`Metadata key ${JSON.stringify(k)}`, k);
+    if (typeof v === 'string') text(`Metadata[${JSON.stringify(k)}]`, v);
+  }
+  try {
+    return JSON.stringify(metadata);
+  } catch (e) {
+    throw invalid(`Metadata cannot be read: ${e.message}`);
+  }
 }
 
 // Header-borne fields of the CompleteMultipartUpload result, in the
@@ -257,7 +297,11 @@ class ObsClient {
 
   /** Swaps the credentials of this client; uploads under way sign their next requests with them. */
   refresh(accessKeyId, secretAccessKey, securityToken) {
-    this._native.refresh(trimmed(accessKeyId), trimmed(secretAccessKey), trimmed(securityToken));
+    this._native.refresh(
+      trimmed('accessKeyId', accessKeyId),
+      trimmed('secretAccessKey', secretAccessKey),
+      trimmed('securityToken', securityToken),
+    );
   }
 
   /** Kept for compatibility; connections are pooled and closed when idle. */
@@ -312,7 +356,7 @@ class ObsClient {
     const onAbort = () => control.cancel();
     if (signal) signal.addEventListener('abort', onAbort, { once: true });
     return new Promise((resolve, reject) => {
-      this._native.uploadFile(params, control, (event) => {
+      const onEvent = (event) => {
         switch (event.type) {
           case 'progress':
             if (onProgress) onProgress(event.transferred, event.total, event.seconds);
@@ -328,7 +372,16 @@ class ObsClient {
             break;
           default:
         }
-      });
+      };
+      try {
+        this._native.uploadFile(params, control, onEvent);
+      } catch (e) {
+        // Parameters the addon cannot take (checked above as far as can
+        // be): refused as any bad input is, and nothing was started.
+        if (signal) signal.removeEventListener('abort', onAbort);
+        const err = nativeError(e);
+        reject(err instanceof ObsError ? err : invalid(`the parameters cannot be read: ${err.message}`));
+      }
     });
   }
 }

@@ -4,6 +4,7 @@
 // crashes, hangs or leaks, obs-native does better and the test says how.
 
 const { execFileSync } = require('node:child_process');
+const { getEventListeners } = require('node:events');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
@@ -310,6 +311,41 @@ describe('callbacks', () => {
     },
   );
 
+  // Half of a surrogate pair (a string cut in the middle of an emoji) has
+  // no UTF-8 form: sent, it would become U+FFFD and name another object or
+  // file. The reference SDK throws an uncaught URIError on it.
+  const HALF = '\ud83d';
+  test.each([
+    ['Key', (p) => ({ ...p, Key: `report-${HALF}` })],
+    ['Bucket', (p) => ({ ...p, Bucket: `b${HALF}` })],
+    ['UploadFile', (p) => ({ ...p, UploadFile: `${p.UploadFile}${HALF}` })],
+    ['CheckpointFile', (p) => ({ ...p, CheckpointFile: `${p.UploadFile}.${HALF}.record` })],
+    ['ContentType', (p) => ({ ...p, ContentType: `text/${HALF}` })],
+    ['Metadata key "a\\ud83d"', (p) => ({ ...p, Metadata: { [`a${HALF}`]: 'v' } })],
+    ['Metadata["a"]', (p) => ({ ...p, Metadata: { a: `v${HALF}` } })],
+  ])('half of a surrogate pair in %s is an InvalidArgument; nothing is sent or written', async (name, spoil) => {
+    const params = spoil({ Bucket: h.BUCKET, Key: h.uniqueKey(), UploadFile: file, EnableCheckpoint: true, CheckpointFile: `${file}.record` });
+    const { err } = await h.uploadWithCallback(client, params);
+    expect(err).toBeInstanceOf(h.ObsClient.ObsError);
+    expect(String(err)).toBe(`InvalidArgument:${name} is not valid Unicode: it holds half of a surrogate pair`);
+    await expectNothingSent();
+    expect(fs.readdirSync(path.dirname(file)).filter((n) => n.includes('.record'))).toEqual([]);
+  });
+
+  // The reference SDK throws these uncaught (a TypeError, a URIError).
+  test.each([
+    ['a BigInt', { n: 1n }, /^InvalidArgument:Metadata cannot be read: Do not know how to serialize a BigInt/],
+    ['a cycle', (() => { const m = { a: {} }; m.a.m = m; return m; })(), /^InvalidArgument:Metadata cannot be read: Converting circular structure to JSON/],
+    ['half a surrogate pair deeper down', { a: { b: '\ud800' } }, /^InvalidArgument:the parameters cannot be read: /],
+  ])('Metadata holding %s is an InvalidArgument; nothing is sent, and the AbortSignal is let go', async (_, Metadata, text) => {
+    const signal = new AbortController().signal;
+    const { err } = await h.uploadWithCallback(client, { Bucket: h.BUCKET, Key: h.uniqueKey(), UploadFile: file, Metadata, AbortSignal: signal });
+    expect(err).toBeInstanceOf(h.ObsClient.ObsError);
+    expect(String(err)).toMatch(text);
+    expect(getEventListeners(signal, 'abort')).toHaveLength(0);
+    await expectNothingSent();
+  });
+
   test('Metadata values may hold anything: a CR LF in one is sent encoded, not as a header of its own', async () => {
     const key = h.uniqueKey();
     const result = await client.uploadFile({ Bucket: h.BUCKET, Key: key, UploadFile: file, Metadata: { note: 'a\r\nx-evil: 1' } });
@@ -389,6 +425,20 @@ describe('constructor', () => {
     const result = await h.clientFor(server, { timeout }).uploadFile(params);
     expect(result.CommonMsg.Status).toBe(200);
     await h.expectUploaded(server, params.Key, file);
+  });
+
+  // A header value of one line; the reference SDK fails every request on it.
+  test.each([['a\r\nX-Evil: 1'], ['a\nb'], ['a\u0000b']])('a user_agent with a control character (%j) throws an InvalidArgument', (ua) => {
+    expect(() => new h.ObsClient({ server: '127.0.0.1', user_agent: ua })).toThrow(
+      expect.objectContaining({ code: 'InvalidArgument', message: 'user_agent must not hold control characters (line breaks included)' }),
+    );
+  });
+
+  test.each([['secret_access_key'], ['server']])('half of a surrogate pair in %s throws an InvalidArgument that does not show the value', (name) => {
+    const options = { server: '127.0.0.1', access_key_id: 'ak', secret_access_key: 'sk', [name]: 'x\udc00' };
+    expect(() => new h.ObsClient(options)).toThrow(
+      expect.objectContaining({ code: 'InvalidArgument', message: `${name} is not valid Unicode: it holds half of a surrogate pair` }),
+    );
   });
 
   test('unknown options are ignored', () => {

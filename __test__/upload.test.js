@@ -93,11 +93,16 @@ test('part size below 100 KB, above 5 GB or not a number falls back to 5 MB', as
   }
 });
 
+// A ContentType JavaScript takes as false is none, as the reference reads it
+// (it used to be sent as the type 'false' or '0').
 test('content type: given, guessed from the key, else from the file name', async () => {
   const cases = [
     { key: `${h.uniqueKey()}.bin`, file: 'x.txt', contentType: 'application/x-custom', want: 'application/x-custom' },
     { key: `${h.uniqueKey()}.json`, file: 'x.txt', want: 'application/json' },
     { key: h.uniqueKey(), file: 'x.html', want: 'text/html' },
+    { key: `${h.uniqueKey()}.json`, file: 'x.txt', contentType: false, want: 'application/json' },
+    { key: h.uniqueKey(), file: 'x.html', contentType: 0, want: 'text/html' },
+    { key: h.uniqueKey(), file: 'x.html', contentType: '', want: 'text/html' },
   ];
   for (const c of cases) {
     const file = path.join(dir, `${h.uniqueKey()}-${c.file}`);
