@@ -186,14 +186,15 @@ function toNativeParams(param) {
  * here, before anything starts.
  */
 function metadataJson(metadata) {
-  for (const [k, v] of Object.entries(metadata)) {
-    text(`Metadata key ${JSON.stringify(k)}`, k);
-    if (typeof v === 'string') text(`Metadata[${JSON.stringify(k)}]`, v);
-  }
   try {
+    for (const [k, v] of Object.entries(metadata)) {
+      text(`Metadata key ${JSON.stringify(k)}`, k);
+      if (typeof v === 'string') text(`Metadata[${JSON.stringify(k)}]`, v);
+    }
     return JSON.stringify(metadata);
   } catch (e) {
-    throw invalid(`Metadata cannot be read: ${e.message}`);
+    // A getter that throws, a BigInt, a cycle.
+    throw e instanceof ObsError ? e : invalid(`Metadata cannot be read: ${e && e.message}`);
   }
 }
 

@@ -337,6 +337,7 @@ describe('callbacks', () => {
     ['a BigInt', { n: 1n }, /^InvalidArgument:Metadata cannot be read: Do not know how to serialize a BigInt/],
     ['a cycle', (() => { const m = { a: {} }; m.a.m = m; return m; })(), /^InvalidArgument:Metadata cannot be read: Converting circular structure to JSON/],
     ['half a surrogate pair deeper down', { a: { b: '\ud800' } }, /^InvalidArgument:the parameters cannot be read: /],
+    ['a getter that throws', Object.defineProperty({}, 'a', { enumerable: true, get: () => { throw new Error('no'); } }), /^InvalidArgument:Metadata cannot be read: no$/],
   ])('Metadata holding %s is an InvalidArgument; nothing is sent, and the AbortSignal is let go', async (_, Metadata, text) => {
     const signal = new AbortController().signal;
     const { err } = await h.uploadWithCallback(client, { Bucket: h.BUCKET, Key: h.uniqueKey(), UploadFile: file, Metadata, AbortSignal: signal });

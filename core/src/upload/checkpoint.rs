@@ -275,7 +275,9 @@ fn save_via(path: &Path, tmp: &Path, json: &[u8]) -> std::io::Result<()> {
         // On disk before the rename: after a power cut the record is the
         // old one or the new one, never an empty file (XFS, ext4 on a first
         // write). Writes are coalesced, one at a time, off the parts' way.
-        f.sync_data()?;
+        // A file system that cannot sync (some FUSE ones refuse) still gets
+        // its record, as before the sync was made.
+        let _ = f.sync_data();
         drop(f);
         std::fs::rename(tmp, path)
     };
