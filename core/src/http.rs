@@ -453,7 +453,9 @@ impl Client {
         };
         let attempt = Arc::new(Attempt::new(total));
         let result = self.send_prepared(req, &target, &url, &headers, &host, &attempt).await;
-        if !matches!(&result, Ok(r) if r.is_success()) {
+        // Bytes the server did not take (an error, or a 200 whose body is
+        // one, which is sent again) leave the progress count.
+        if !matches!(&result, Ok(r) if r.is_success() && !is_error_in_success(r)) {
             attempt.take_back();
         }
         result
@@ -569,8 +571,9 @@ impl Client {
         let port = request.url().port_or_known_default().unwrap_or_default();
         let fut = async {
             self.http.execute(request).await.map_err(|e| match &self.proxy_at {
-                // Through a proxy, the connection made is the proxy's.
-                Some((proxy_host, proxy_port)) if e.is_connect() => {
+                // Through a proxy, the connection made is the proxy's; a TLS
+                // failure in the tunnel is the endpoint's, though.
+                Some((proxy_host, proxy_port)) if e.is_connect() && !is_tls_failure(&e) => {
                     let mut err = network_error(&e, proxy_host, *proxy_port);
                     err.message = format!("{} (the proxy)", err.message);
                     err
@@ -622,6 +625,46 @@ impl Activity {
     }
 }
 
+/// A body goes to the HTTP client in pieces: the idle watchdog learns that
+/// bytes move only when the client takes the next one, and the client
+/// queues at most 16 pieces (and about 400 KiB) before it writes. With whole
+/// 256 KiB chunks a slow link went quiet for a chunk's worth between signs
+/// of life, and some 650 KiB went out after the last: at 200 KB/s that
+/// outlasted a 3 s `timeout` the official SDK meets. Now a sign of life comes
+/// every `PIECE` (the official SDK's 64 KiB reads); the last `TAIL` bytes go
+/// in `TAIL_SLICE` pieces, so that only small pieces are queued when the end
+/// nears (`TAIL` outlasts the 400 KiB queue), and the last `END` bytes in
+/// `END_SLICE` ones, so that at most 15 KiB wait in the queue once the last
+/// piece is taken.
+const PIECE: usize = 64 * 1024;
+const TAIL: u64 = 576 * 1024;
+const TAIL_SLICE: usize = 8 * 1024;
+const END: u64 = 16 * 1024;
+const END_SLICE: usize = 1024;
+
+/// The size of the next piece when `left` bytes of the body (this piece's
+/// included) are yet to go.
+fn piece_len(left: u64) -> usize {
+    if left <= END {
+        END_SLICE
+    } else if left <= TAIL {
+        TAIL_SLICE.min((left - END) as usize)
+    } else {
+        PIECE.min((left - TAIL) as usize)
+    }
+}
+
+/// Where a body stream is: the next file offset to read, the end, bytes
+/// read but not yet handed out, and whether reads from the page cache in
+/// place may work here (a filesystem that refuses them once is not asked
+/// again).
+struct StreamState {
+    pos: u64,
+    end: u64,
+    pending: Bytes,
+    in_place: bool,
+}
+
 /// The file range as a stream of chunks, read off the async threads.
 fn file_stream(
     range: FileRange,
@@ -629,55 +672,67 @@ fn file_stream(
     attempt: Arc<Attempt>,
     failure: Arc<Mutex<Option<std::io::Error>>>,
 ) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
-    // The position, the end, and whether reads from the page cache in place
-    // may work here (a filesystem that refuses them once is not asked again).
-    let state = (range.offset, range.offset + range.len, true);
-    futures_util::stream::unfold(state, move |(pos, end, mut in_place)| {
+    let state = StreamState { pos: range.offset, end: range.offset + range.len, pending: Bytes::new(), in_place: true };
+    futures_util::stream::unfold(state, move |mut st| {
         let file = range.file.clone();
         let activity = activity.clone();
         let attempt = attempt.clone();
         let failure = failure.clone();
         async move {
-            if pos >= end {
-                return None;
-            }
-            let want = ((end - pos) as usize).min(buffer::CHUNK);
-            let mut buf = buffer::take();
-            let cached = match in_place.then(|| read_cached_at(&file, &mut buf[..want], pos)).flatten() {
-                Some(n) => n,
-                None => {
-                    in_place = false;
-                    0
+            if st.pending.is_empty() {
+                if st.pos >= st.end {
+                    return None;
                 }
-            };
-            let read = if cached == want {
-                Ok(buffer::freeze(buf, want))
-            } else {
-                let rest = pos + cached as u64;
-                let read = tokio::task::spawn_blocking(move || {
-                    read_exact_at(&file, &mut buf[cached..want], rest).map(|()| buffer::freeze(buf, want))
-                })
-                .await;
-                match read {
-                    Ok(r) => r,
-                    Err(e) => Err(std::io::Error::other(e.to_string())),
-                }
-            };
-            match read {
-                Ok(chunk) => {
-                    activity.touch();
-                    let n = chunk.len() as u64;
-                    attempt.add(n);
-                    Some((Ok(chunk), (pos + n, end, in_place)))
-                }
-                Err(e) => {
-                    let copy = std::io::Error::new(e.kind(), e.to_string());
-                    *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                    Some((Err(copy), (end, end, in_place)))
+                match read_chunk(&file, st.pos, st.end, &mut st.in_place).await {
+                    Ok(chunk) => {
+                        st.pos += chunk.len() as u64;
+                        st.pending = chunk;
+                    }
+                    Err(e) => {
+                        let copy = std::io::Error::new(e.kind(), e.to_string());
+                        *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                        st.pos = st.end;
+                        return Some((Err(copy), st));
+                    }
                 }
             }
+            // Bytes of the body not handed out yet, this piece's included.
+            let left = st.end - st.pos + st.pending.len() as u64;
+            let take = piece_len(left).min(st.pending.len());
+            let piece = st.pending.split_to(take);
+            activity.touch();
+            attempt.add(piece.len() as u64);
+            Some((Ok(piece), st))
         }
     })
+}
+
+/// Reads the next chunk of the range at `pos` (up to `buffer::CHUNK`
+/// bytes): in place when the page cache holds it, the rest on the blocking
+/// pool.
+async fn read_chunk(file: &Arc<std::fs::File>, pos: u64, end: u64, in_place: &mut bool) -> std::io::Result<Bytes> {
+    let want = ((end - pos) as usize).min(buffer::CHUNK);
+    let mut buf = buffer::take();
+    let cached = match in_place.then(|| read_cached_at(file, &mut buf[..want], pos)).flatten() {
+        Some(n) => n,
+        None => {
+            *in_place = false;
+            0
+        }
+    };
+    if cached == want {
+        return Ok(buffer::freeze(buf, want));
+    }
+    let rest = pos + cached as u64;
+    let file = file.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        read_exact_at(&file, &mut buf[cached..want], rest).map(|()| buffer::freeze(buf, want))
+    })
+    .await;
+    match read {
+        Ok(r) => r,
+        Err(e) => Err(std::io::Error::other(e.to_string())),
+    }
 }
 
 /// The bytes one attempt has added to its upload's running count (the
@@ -896,6 +951,20 @@ fn network_error(e: &reqwest::Error, host: &str, port: u16) -> Error {
     err
 }
 
+/// Whether a rustls error is behind `e` (a certificate refused, a handshake
+/// that failed), directly or inside an I/O error.
+fn is_tls_failure(e: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        let inner = s.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).map(|i| i as &(dyn std::error::Error + 'static));
+        if s.is::<rustls::Error>() || inner.is_some_and(|i| i.is::<rustls::Error>()) {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
 /// How Node words a socket failure of this kind, where it has a word for it.
 fn node_wording(kind: std::io::ErrorKind, host: &str, port: u16) -> Option<String> {
     use std::io::ErrorKind as K;
@@ -1072,6 +1141,40 @@ mod tests {
         }
     }
 
+    /// Pieces of up to `PIECE`, then `TAIL_SLICE` ones for the last `TAIL`
+    /// bytes and `END_SLICE` ones for the last `END`, so that the HTTP client
+    /// holds little once it has taken the last. A short body is all small
+    /// pieces.
+    #[tokio::test]
+    async fn a_body_ends_in_small_pieces() {
+        use futures_util::StreamExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let data: Vec<u8> = (0..(5 * buffer::CHUNK + 777) as u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let file = Arc::new(std::fs::File::open(&path).unwrap());
+        for (offset, len) in [(0usize, data.len()), (3, 1000), (10, TAIL as usize + 5)] {
+            let range = FileRange { file: file.clone(), offset: offset as u64, len: len as u64, sent: None };
+            let body = file_stream(range, Arc::new(Activity::new()), Arc::new(Attempt::new(None)), Default::default());
+            let pieces: Vec<Bytes> = body.map(|c| c.unwrap()).collect().await;
+            assert_eq!(pieces.concat(), data[offset..offset + len]);
+            let mut left = len as u64;
+            for p in &pieces {
+                if left <= END {
+                    assert!(p.len() <= END_SLICE, "{} bytes with {left} left", p.len());
+                } else if left <= TAIL {
+                    assert!(p.len() <= TAIL_SLICE && left - p.len() as u64 >= END, "{} bytes with {left} left", p.len());
+                } else {
+                    assert!(p.len() <= PIECE && left - p.len() as u64 >= TAIL, "{} bytes with {left} left", p.len());
+                }
+                left -= p.len() as u64;
+            }
+            let count_in = |last: u64| pieces.iter().rev().scan(0u64, |sum, p| (*sum < last.min(len as u64)).then(|| *sum += p.len() as u64)).count() as u64;
+            assert!(count_in(TAIL) >= TAIL.min(len as u64) / TAIL_SLICE as u64, "{} pieces in the tail", count_in(TAIL));
+            assert!(count_in(END) >= END.min(len as u64) / END_SLICE as u64, "{} pieces at the end", count_in(END));
+        }
+    }
+
     #[tokio::test]
     async fn a_body_stream_read_after_its_attempt_failed_counts_nothing() {
         use futures_util::StreamExt;
@@ -1084,8 +1187,8 @@ mod tests {
         let range = FileRange { file, offset: 0, len: 3 * buffer::CHUNK as u64, sent: Some(total.clone()) };
         let attempt = Arc::new(Attempt::new(Some(total.clone())));
         let mut body = Box::pin(file_stream(range, Arc::new(Activity::new()), attempt.clone(), Default::default()));
-        body.next().await.unwrap().unwrap();
-        assert_eq!(total.load(Ordering::Relaxed), 1000 + buffer::CHUNK as u64);
+        let first = body.next().await.unwrap().unwrap();
+        assert_eq!(total.load(Ordering::Relaxed), 1000 + first.len() as u64);
         attempt.take_back();
         assert_eq!(total.load(Ordering::Relaxed), 1000);
         // The HTTP client may still pull from a stream it holds.

@@ -17,6 +17,7 @@
 //! | `{"hang":true}` | read the body and never answer |
 //! | `{"drop_response":true}` | let the store act, then close the connection instead of answering |
 //! | `{"respond_after_ms":N}` | let the store act (to its end, even if the client goes away meanwhile), then hold its answer N ms before sending it |
+//! | `{"read_bytes_per_sec":N}` | pass the request on, reading its body at most N bytes a second (a slow link) |
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
@@ -75,6 +76,8 @@ pub struct ActionSpec {
     pub drop_response: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub respond_after_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_bytes_per_sec: Option<u64>,
 }
 
 /// What the front does to a request a rule fired on.
@@ -106,6 +109,8 @@ pub enum Outcome {
     /// hold the answer this long before sending it: the request takes effect and
     /// the client hears of it only later (or never, if it dies meanwhile).
     RespondAfter { hold: Duration },
+    /// Pass the request on, reading its body at most this many bytes a second.
+    Throttle { per_sec: u64 },
 }
 
 impl ActionSpec {
@@ -143,13 +148,16 @@ impl ActionSpec {
                 hold: Duration::from_millis(ms),
             });
         }
+        if let Some(per_sec) = self.read_bytes_per_sec {
+            outcomes.push(Outcome::Throttle { per_sec });
+        }
         let delay = self.delay_ms.map(Duration::from_millis);
         let outcome = match outcomes.len() {
             0 if delay.is_some() => Outcome::Pass,
             1 => outcomes.remove(0),
             _ => {
                 return Err(
-                    "action needs exactly one of status, reset_after_bytes, hang, drop_response, respond_after_ms (delay_ms may go with any)"
+                    "action needs exactly one of status, reset_after_bytes, hang, drop_response, respond_after_ms, read_bytes_per_sec (delay_ms may go with any)"
                         .to_owned(),
                 );
             }
@@ -392,5 +400,22 @@ mod tests {
         );
         let listed = book.to_json().expect("json");
         assert!(listed.contains(r#""respond_after_ms":1500"#), "{listed}");
+    }
+
+    #[test]
+    fn read_bytes_per_sec() {
+        let book = FaultBook::default();
+        book.add(spec(r#"{"method":"PUT","times":0,"action":{"read_bytes_per_sec":200000}}"#))
+            .expect("added");
+        match book.pick("PUT", "/b/k", "partNumber=1&uploadId=u") {
+            Some((_, action)) => {
+                assert!(matches!(action.outcome, Outcome::Throttle { per_sec: 200_000 }))
+            }
+            None => panic!("the rule should fire"),
+        }
+        assert!(
+            book.add(spec(r#"{"action":{"read_bytes_per_sec":5,"hang":true}}"#))
+                .is_err()
+        );
     }
 }

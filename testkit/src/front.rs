@@ -197,6 +197,11 @@ impl Front {
                 Err(Box::new(ConnectionCut("response dropped")))
             }
             Outcome::RespondAfter { hold } => self.act_to_the_end(request, &record, &ids, dialect, hold).await,
+            Outcome::Throttle { per_sec } => {
+                let (parts, mut body) = request.into_parts();
+                body.throttle(per_sec);
+                self.forward(Request::from_parts(parts, body), &record, &ids, dialect).await
+            }
         }
     }
 

@@ -7,6 +7,7 @@
 //! a record is pushed under a mutex once per request, and bytes are added with a
 //! relaxed atomic per body frame.
 
+use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -141,11 +142,28 @@ impl RequestLog {
 pub struct CountedBody {
     inner: Incoming,
     record: Arc<RequestRecord>,
+    throttle: Option<Throttle>,
+}
+
+/// Reads the body no faster than `per_sec` bytes a second: the server's side
+/// of a slow link. Unread bytes wait in the connection (the kernel's buffers,
+/// then the client's), as they do behind a slow uplink.
+struct Throttle {
+    per_sec: u64,
+    start: tokio::time::Instant,
+    read: u64,
+    wait: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl CountedBody {
     pub fn new(inner: Incoming, record: Arc<RequestRecord>) -> Self {
-        Self { inner, record }
+        Self { inner, record, throttle: None }
+    }
+
+    /// From now on, reads at most `per_sec` bytes a second (at least 1).
+    pub fn throttle(&mut self, per_sec: u64) {
+        let per_sec = per_sec.max(1);
+        self.throttle = Some(Throttle { per_sec, start: tokio::time::Instant::now(), read: 0, wait: None });
     }
 }
 
@@ -157,13 +175,26 @@ impl Body for CountedBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        if let Some(t) = self.throttle.as_mut() {
+            // The moment the bytes read so far are due at the rate.
+            let due = t.start + std::time::Duration::from_secs_f64(t.read as f64 / t.per_sec as f64);
+            if due > tokio::time::Instant::now() {
+                let wait = t.wait.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+                wait.as_mut().reset(due);
+                if wait.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+            }
+        }
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled
             && let Some(data) = frame.data_ref()
         {
-            self.record
-                .body_bytes
-                .fetch_add(data.len() as u64, Ordering::Relaxed);
+            let n = data.len() as u64;
+            self.record.body_bytes.fetch_add(n, Ordering::Relaxed);
+            if let Some(t) = self.throttle.as_mut() {
+                t.read += n;
+            }
         }
         polled
     }
