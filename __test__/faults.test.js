@@ -89,6 +89,30 @@ describe('a complete answered 200 with an <Error> body', () => {
   });
 });
 
+// On resume, a ListParts answered 200 with an <Error> body used to read as
+// "no parts on the server", and the whole file was sent again.
+test('a resume whose ListParts keeps answering 200 with an <Error> body: IncompletedUpload, nothing sent, record kept; later the missing parts only', async () => {
+  const file = h.makeFile(dir, 3 * PART);
+  const p = params(file, { EnableCheckpoint: true, TaskNum: 1 });
+  await server.addFault(onPart(2, { delay_ms: 500 }));
+  expect((await h.uploadStoppedAt(client, p, PART + 1, 'cancel')).err.code).toBe('Upload suspened');
+  const record = fs.readFileSync(`${file}.upload_record`, 'utf8');
+  await server.clearFaults();
+  await server.resetStats();
+  await server.addFault({ method: 'GET', query: { uploadId: null }, times: 0, action: { status: 200, code: 'InternalError', message: 'try again' } });
+  const { err } = await h.uploadWithCallback(h.clientFor(server, { max_retry_count: 1 }), p);
+  expect(err.code).toBe('IncompletedUpload');
+  expect(err.serviceCode).toBe('InternalError');
+  expect(await h.partPuts(server)).toEqual([]);
+  expect(fs.readFileSync(`${file}.upload_record`, 'utf8')).toBe(record);
+
+  await server.clearFaults();
+  await server.resetStats();
+  await client.uploadFile(p);
+  expect((await h.partPuts(server)).map((r) => Number(/partNumber=(\d+)/.exec(r.query)[1])).sort()).toEqual([2, 3]);
+  await h.expectUploaded(server, p.Key, file);
+});
+
 test('a part that keeps failing: IncompletedUpload, record and upload kept; the next call finishes it', async () => {
   const file = h.makeFile(dir, 4 * PART);
   const p = params(file, { EnableCheckpoint: true });
