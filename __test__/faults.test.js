@@ -103,6 +103,8 @@ test('a resume whose ListParts keeps answering 200 with an <Error> body: Incompl
   const { err } = await h.uploadWithCallback(h.clientFor(server, { max_retry_count: 1 }), p);
   expect(err.code).toBe('IncompletedUpload');
   expect(err.serviceCode).toBe('InternalError');
+  const lists = (await server.stats()).requests.filter((r) => r.method === 'GET' && /uploadId=/.test(r.query));
+  expect(lists).toHaveLength(2);
   expect(await h.partPuts(server)).toEqual([]);
   expect(fs.readFileSync(`${file}.upload_record`, 'utf8')).toBe(record);
 

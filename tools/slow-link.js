@@ -11,9 +11,9 @@
 // 64 KiB segments size the send buffer to match), so every client would look
 // idle for seconds whatever it does itself. This script therefore sets the TCP
 // buffer limits of a long-distance link (net.ipv4.tcp_wmem / tcp_rmem, maximum
-// 64 KiB) for its run, system-wide, and puts them back when it ends: it needs
-// root, and nothing else should be running. Not part of `npm test` for that
-// reason.
+// 64 KiB) for its run, for the whole network namespace, and puts them back
+// when it ends (or is interrupted, killed or hung up): it needs root, and
+// nothing else should be running. Not part of `npm test` for that reason.
 //
 // A client gives a request up when it sees no bytes move for `timeout`
 // seconds; what it holds back from the socket goes unseen. A row fails when
@@ -61,11 +61,10 @@ async function main() {
     fs.writeFileSync(WMEM, saved[0]);
     fs.writeFileSync(RMEM, saved[1]);
   };
+  // `exit` runs on process.exit and on a normal end; signals exit first.
+  process.on('exit', restore);
+  for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]]) process.on(signal, () => process.exit(code));
   fs.writeFileSync(WMEM, '4096 16384 65536');
-  process.on('SIGINT', () => {
-    restore();
-    process.exit(130);
-  });
   try {
     fs.writeFileSync(RMEM, '4096 65536 65536');
     console.log('| client | scheme | server reads | timeout | part | result | time | PUTs (server read) |');

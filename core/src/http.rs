@@ -627,16 +627,17 @@ impl Activity {
 
 /// A body goes to the HTTP client in pieces: the idle watchdog learns that
 /// bytes move only when the client takes the next one, and the client
-/// queues at most 16 pieces (and about 400 KiB) before it writes. With whole
-/// 256 KiB chunks a slow link went quiet for a chunk's worth between signs
-/// of life, and some 650 KiB went out after the last: at 200 KB/s that
-/// outlasted a 3 s `timeout` the official SDK meets. Now a sign of life comes
-/// every `PIECE` (the official SDK's 64 KiB reads); the last `TAIL` bytes go
+/// queues at most 16 pieces (and about 400 KiB) before it writes; over TLS,
+/// rustls holds up to 64 KiB more, unseen. With whole 256 KiB chunks a slow
+/// link went quiet for a chunk's worth between signs of life, and some
+/// 650 KiB went out after the last: at 200 KB/s that outlasted a 3 s
+/// `timeout` the official SDK meets. Now a sign of life comes every `PIECE`
+/// (a chunk read, 64 KiB as the official SDK's reads); the last `TAIL` bytes go
 /// in `TAIL_SLICE` pieces, so that only small pieces are queued when the end
 /// nears (`TAIL` outlasts the 400 KiB queue), and the last `END` bytes in
 /// `END_SLICE` ones, so that at most 15 KiB wait in the queue once the last
 /// piece is taken.
-const PIECE: usize = 64 * 1024;
+const PIECE: usize = buffer::CHUNK;
 const TAIL: u64 = 576 * 1024;
 const TAIL_SLICE: usize = 8 * 1024;
 const END: u64 = 16 * 1024;
@@ -1150,7 +1151,7 @@ mod tests {
         use futures_util::StreamExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
-        let data: Vec<u8> = (0..(5 * buffer::CHUNK + 777) as u32).map(|i| (i % 251) as u8).collect();
+        let data: Vec<u8> = (0..(2 * TAIL as usize + 3 * buffer::CHUNK + 777) as u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(&path, &data).unwrap();
         let file = Arc::new(std::fs::File::open(&path).unwrap());
         for (offset, len) in [(0usize, data.len()), (3, 1000), (10, TAIL as usize + 5)] {

@@ -170,6 +170,12 @@ pub async fn upload_part(
     if !resp.is_success() {
         return Err(service_error(&resp, sig).with_part(part_number));
     }
+    // A 200 whose body is an error (after the retries) is that error.
+    if crate::http::is_error_in_success(&resp) {
+        let mut e = service_error(&Response { status: 500, ..resp.clone() }, sig);
+        e.retryable = true;
+        return Err(e.with_part(part_number));
+    }
     resp.header("etag")
         .map(str::to_string)
         .ok_or_else(|| Error::network("UploadPart answered without an ETag").with_part(part_number))
@@ -329,15 +335,17 @@ pub async fn list_parts(client: &Client, sig: Signature, target: &Target<'_>) ->
 }
 
 /// The marker of the next ListParts page, `None` after the last. A page
-/// must start past the one before: a marker that stays, goes back (A, B, A,
-/// ... would go round forever) or is no part number ends the listing, as
-/// does a truncated page without a marker. A listing cut short only costs
+/// must start past the one before and below 10,000: a marker that stays,
+/// goes back (A, B, A, ... would go round forever), runs past the last part
+/// number or is no number ends the listing, as does a truncated page
+/// without a marker; so a listing has at most 10,000 pages. A listing cut short only costs
 /// time: a recorded part it misses is sent again, never taken on trust.
 fn next_page(truncated: bool, next: Option<&str>, current: Option<&str>) -> Option<String> {
     let next = next.map(str::trim).filter(|m| !m.is_empty() && truncated)?;
     let number = |m: &str| m.trim().parse::<u64>().ok();
     let n = number(next)?;
-    current.and_then(number).is_none_or(|m| n > m).then(|| next.to_string())
+    // No part number is above 10,000: a marker there has nothing after it.
+    (n < 10_000 && current.and_then(number).is_none_or(|m| n > m)).then(|| next.to_string())
 }
 
 /// The HEAD answer for an object, or `None` when it does not exist.
@@ -372,7 +380,7 @@ mod tests {
         assert_eq!(next_page(true, None, Some("2000")), None);
         assert_eq!(next_page(true, Some(""), Some("2000")), None);
         // The same page again, a page back (A, B, A, ...), or no number: the end too.
-        for (next, current) in [("1000", Some("1000")), ("500", Some("1000")), ("abc", None), ("-1", None)] {
+        for (next, current) in [("1000", Some("1000")), ("500", Some("1000")), ("abc", None), ("-1", None), ("10000", Some("9999"))] {
             assert_eq!(next_page(true, Some(next), current), None, "{next} after {current:?}");
         }
     }

@@ -276,8 +276,13 @@ fn save_via(path: &Path, tmp: &Path, json: &[u8]) -> std::io::Result<()> {
         // old one or the new one, never an empty file (XFS, ext4 on a first
         // write). Writes are coalesced, one at a time, off the parts' way.
         // A file system that cannot sync (some FUSE ones refuse) still gets
-        // its record, as before the sync was made.
-        let _ = f.sync_data();
+        // its record, as before the sync was made; a sync that fails (EIO)
+        // fails the write, and the record on disk stays as it was.
+        if let Err(e) = f.sync_data()
+            && !cannot_sync(&e)
+        {
+            return Err(e);
+        }
         drop(f);
         std::fs::rename(tmp, path)
     };
@@ -291,6 +296,15 @@ fn save_via(path: &Path, tmp: &Path, json: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(tmp);
     }
     result
+}
+
+/// A file system that does not do fsync, as opposed to one that failed it.
+fn cannot_sync(e: &std::io::Error) -> bool {
+    #[cfg(unix)]
+    if let Some(code) = e.raw_os_error() {
+        return code == libc::EINVAL || code == libc::ENOSYS || code == libc::EOPNOTSUPP;
+    }
+    e.kind() == std::io::ErrorKind::Unsupported
 }
 
 /// A temporary name beside the record: fixed for the lock's holder, else
