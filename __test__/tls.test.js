@@ -8,6 +8,7 @@
 const fs = require('node:fs');
 const http = require('node:http');
 const https = require('node:https');
+const net = require('node:net');
 const path = require('node:path');
 const h = require('./helpers');
 
@@ -117,5 +118,62 @@ describe("the test server's own HTTPS port (rustls on both sides, as the benchma
       .catch((e) => e);
     expect(err.code).toBe('InitiateMultipartUploadFailed');
     expect((await direct.server.stats()).requests).toEqual([]);
+  });
+});
+
+// HTTPS through an HTTP proxy: the client asks the proxy for a tunnel
+// (CONNECT) and speaks TLS with the endpoint inside it. The proxy here is a
+// few lines of Node that count the tunnels and pipe bytes both ways.
+describe('HTTPS through a proxy (CONNECT tunnel)', () => {
+  let proxy;
+  let proxyUrl;
+  const tunnels = [];
+
+  beforeAll(async () => {
+    proxy = http.createServer((req, res) => res.writeHead(405).end());
+    proxy.on('connect', (req, client, head) => {
+      tunnels.push(req.url);
+      const [host, port] = req.url.split(':');
+      const upstream = net.connect(Number(port), host, () => {
+        client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+        upstream.write(head);
+        upstream.pipe(client);
+        client.pipe(upstream);
+      });
+      upstream.on('error', () => client.destroy());
+      client.on('error', () => upstream.destroy());
+    });
+    await new Promise((r) => proxy.listen(0, '127.0.0.1', r));
+    proxyUrl = `http://user:pr0xy-pw@127.0.0.1:${proxy.address().port}`;
+  });
+
+  afterAll(async () => {
+    proxy.closeAllConnections();
+    await new Promise((r) => proxy.close(r));
+  });
+
+  test('uploads through the tunnel: same bytes, every request tunnelled to the endpoint', async () => {
+    tunnels.length = 0;
+    const file = h.makeFile(ctx.dir, 2 * 5 * h.MB + 9);
+    const key = h.uniqueKey('tls-proxy');
+    const result = await httpsClient({ proxy: proxyUrl, ssl_verify: path.join(TLS, 'ca.pem') }).uploadFile({ Bucket: h.BUCKET, Key: key, UploadFile: file, PartSize: 5 * h.MB, TaskNum: 2 });
+    expect(result.CommonMsg.Status).toBe(200);
+    await h.expectUploaded(ctx.server, key, file);
+    expect(tunnels.length).toBeGreaterThan(0);
+    expect(new Set(tunnels)).toEqual(new Set([new URL(endpoint).host]));
+  });
+
+  // The tunnel is made; the certificate inside it is the endpoint's, so the
+  // error names the endpoint, not the proxy.
+  test("a certificate refused inside the tunnel is the endpoint's error, not the proxy's", async () => {
+    const file = h.makeFile(ctx.dir, 1000);
+    const err = await httpsClient({ proxy: proxyUrl, ssl_verify: true, max_retry_count: 0 })
+      .uploadFile({ Bucket: h.BUCKET, Key: h.uniqueKey(), UploadFile: file })
+      .catch((e) => e);
+    expect(err.code).toBe('InitiateMultipartUploadFailed');
+    expect(String(err)).toMatch(/certificate|UnknownIssuer|invalid peer/i);
+    expect(String(err)).toContain(new URL(endpoint).host);
+    expect(String(err)).not.toContain('(the proxy)');
+    expect(String(err)).not.toContain('pr0xy-pw');
   });
 });
