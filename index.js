@@ -47,6 +47,36 @@ function abortError(signal, info = {}) {
   return e;
 }
 
+/**
+ * The uploads each AbortSignal cancels, behind one 'abort' listener per
+ * signal: one signal for a batch of uploads is the usual pattern, and Node
+ * warns (MaxListenersExceededWarning) past 10 listeners on one signal.
+ */
+const watched = new WeakMap();
+
+/** Cancels with `signal`; returns the function that stops watching. */
+function watchSignal(signal, cancel) {
+  let entry = watched.get(signal);
+  if (!entry) {
+    const cancels = new Set();
+    const onAbort = () => {
+      watched.delete(signal);
+      for (const c of cancels) c();
+    };
+    entry = { cancels, onAbort };
+    watched.set(signal, entry);
+    signal.addEventListener('abort', onAbort, { once: true });
+  }
+  entry.cancels.add(cancel);
+  return () => {
+    entry.cancels.delete(cancel);
+    if (entry.cancels.size === 0 && watched.get(signal) === entry) {
+      watched.delete(signal);
+      signal.removeEventListener('abort', entry.onAbort);
+    }
+  };
+}
+
 const isFunction = (f) => typeof f === 'function';
 const present = (v) => v !== undefined && v !== null;
 
@@ -354,8 +384,7 @@ class ObsClient {
     const control = new UploadControl();
     const onProgress = isFunction(param.ProgressCallback) ? guarded('ProgressCallback', param.ProgressCallback) : undefined;
     const onResume = isFunction(param.ResumeCallback) ? guarded('ResumeCallback', param.ResumeCallback) : undefined;
-    const onAbort = () => control.cancel();
-    if (signal) signal.addEventListener('abort', onAbort, { once: true });
+    const unwatch = signal ? watchSignal(signal, () => control.cancel()) : () => {};
     return new Promise((resolve, reject) => {
       const onEvent = (event) => {
         switch (event.type) {
@@ -366,7 +395,7 @@ class ObsClient {
             if (onResume) onResume({ cancel: () => control.cancel(), abort: () => control.abort() });
             break;
           case 'end':
-            if (signal) signal.removeEventListener('abort', onAbort);
+            unwatch();
             if (event.ok) resolve(toResult(event));
             else if (signal && signal.aborted && event.error.code === CANCELLED) reject(abortError(signal, event.error));
             else reject(new ObsError(event.error));
@@ -379,7 +408,7 @@ class ObsClient {
       } catch (e) {
         // Parameters the addon cannot take (checked above as far as can
         // be): refused as any bad input is, and nothing was started.
-        if (signal) signal.removeEventListener('abort', onAbort);
+        unwatch();
         const err = nativeError(e);
         reject(err instanceof ObsError ? err : invalid(`the parameters cannot be read: ${err.message}`));
       }

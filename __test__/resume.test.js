@@ -5,6 +5,7 @@
 
 const fs = require('node:fs');
 const path = require('node:path');
+const { getEventListeners } = require('node:events');
 const h = require('./helpers');
 
 const { MB } = h;
@@ -226,6 +227,41 @@ describe('AbortSignal', () => {
     await server.clearFaults();
     await client.uploadFile(params);
     await h.expectUploaded(server, key, file);
+  });
+
+  // One signal for a batch is the usual pattern: it gets one listener, not
+  // one per upload (Node warned past 10: MaxListenersExceededWarning).
+  test('one signal cancels 12 uploads at once without a warning, and is let go after', async () => {
+    const warnings = [];
+    const onWarning = (w) => warnings.push(w);
+    process.on('warning', onWarning);
+    try {
+      await server.addFault({ method: 'PUT', query: { partNumber: null }, times: 0, action: { delay_ms: 2000 } });
+      const controller = new AbortController();
+      const uploads = [];
+      for (let i = 0; i < 12; i += 1) {
+        const file = h.makeFile(dir, 1000 + i);
+        uploads.push({ Bucket: h.BUCKET, Key: h.uniqueKey('batch'), UploadFile: file, EnableCheckpoint: true });
+      }
+      const started = uploads.map((p) => client.uploadFile({ ...p, AbortSignal: controller.signal }).catch((e) => e));
+      expect(getEventListeners(controller.signal, 'abort')).toHaveLength(1);
+      await new Promise((r) => setTimeout(r, 300));
+      controller.abort();
+      const errors = await Promise.all(started);
+      expect(errors.map((e) => e.name)).toEqual(Array(12).fill('AbortError'));
+      expect(getEventListeners(controller.signal, 'abort')).toHaveLength(0);
+      await server.clearFaults();
+      await Promise.all(uploads.map((p) => client.uploadFile(p)));
+      for (const p of uploads) await h.expectUploaded(server, p.Key, p.UploadFile);
+      // Calls that end on their own let the signal go too.
+      const shared = new AbortController();
+      await Promise.all(uploads.map((p) => client.uploadFile({ ...p, Key: h.uniqueKey('batch-again'), AbortSignal: shared.signal })));
+      expect(getEventListeners(shared.signal, 'abort')).toHaveLength(0);
+      await new Promise((r) => setImmediate(r));
+      expect(warnings.map(String)).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+    }
   });
 
   // The whole-file MD5 of EnableCheckSum comes before the upload exists; a
