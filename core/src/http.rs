@@ -929,17 +929,14 @@ pub fn error_from_response(resp: &Response, sig: Signature) -> Error {
 
 /// A transport failure, worded as Node words it (`connect ECONNREFUSED
 /// 127.0.0.1:9`), so messages read as the reference SDK's did.
+/// `e` and the errors behind it, outermost first.
+fn error_chain(e: &reqwest::Error) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(e as &(dyn std::error::Error + 'static)), |s| s.source())
+}
+
 fn network_error(e: &reqwest::Error, host: &str, port: u16) -> Error {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    let mut io_kind = None;
-    let mut innermost = e.to_string();
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            io_kind = Some(io.kind());
-        }
-        innermost = s.to_string();
-        source = s.source();
-    }
+    let io_kind = error_chain(e).filter_map(|s| s.downcast_ref::<std::io::Error>()).last().map(std::io::Error::kind);
+    let innermost = error_chain(e).last().map_or_else(|| e.to_string(), ToString::to_string);
     let message = match io_kind.and_then(|k| node_wording(k, host, port)) {
         Some(m) => m,
         None if e.is_connect() => format!("connect failed {host}:{port}: {innermost}"),
@@ -955,15 +952,9 @@ fn network_error(e: &reqwest::Error, host: &str, port: u16) -> Error {
 /// Whether a rustls error is behind `e` (a certificate refused, a handshake
 /// that failed), directly or inside an I/O error.
 fn is_tls_failure(e: &reqwest::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        let inner = s.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).map(|i| i as &(dyn std::error::Error + 'static));
-        if s.is::<rustls::Error>() || inner.is_some_and(|i| i.is::<rustls::Error>()) {
-            return true;
-        }
-        source = s.source();
-    }
-    false
+    error_chain(e).any(|s| {
+        s.is::<rustls::Error>() || s.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).is_some_and(|i| i.is::<rustls::Error>())
+    })
 }
 
 /// How Node words a socket failure of this kind, where it has a word for it.

@@ -78,6 +78,14 @@ fn service_error(resp: &Response, sig: Signature) -> Error {
     http::error_from_response(resp, sig)
 }
 
+/// The error a 200 carries in its body (still there after the retries),
+/// reported as the 5xx it stands for, and worth another call.
+fn error_in_body(resp: &Response, sig: Signature) -> Error {
+    let mut e = service_error(&Response { status: 500, ..resp.clone() }, sig);
+    e.retryable = true;
+    e
+}
+
 /// Starts a multipart upload; returns its upload id.
 pub async fn initiate_multipart_upload(
     client: &Client,
@@ -171,10 +179,8 @@ pub async fn upload_part(
         return Err(service_error(&resp, sig).with_part(part_number));
     }
     // A 200 whose body is an error (after the retries) is that error.
-    if crate::http::is_error_in_success(&resp) {
-        let mut e = service_error(&Response { status: 500, ..resp.clone() }, sig);
-        e.retryable = true;
-        return Err(e.with_part(part_number));
+    if http::is_error_in_success(&resp) {
+        return Err(error_in_body(&resp, sig).with_part(part_number));
     }
     resp.header("etag")
         .map(str::to_string)
@@ -240,9 +246,7 @@ pub async fn complete_multipart_upload(
     if let Some(r) = &root
         && r.name == "Error"
     {
-        let mut e = service_error(&Response { status: 500, ..resp.clone() }, sig);
-        e.retryable = true;
-        return Err(e);
+        return Err(error_in_body(&resp, sig));
     }
     let field = |name: &str| root.as_ref().and_then(|r| r.text_of(name)).map(str::to_string);
     Ok(Completed {
@@ -311,9 +315,7 @@ pub async fn list_parts(client: &Client, sig: Signature, target: &Target<'_>) ->
         // A 200 that carries an error (after the retries): not an empty list,
         // which would have every part sent again.
         if root.name == "Error" {
-            let mut e = service_error(&Response { status: 500, ..resp.clone() }, sig);
-            e.retryable = true;
-            return Err(e);
+            return Err(error_in_body(&resp, sig));
         }
         for p in root.children_named("Part") {
             let Some(n) = p.text_of("PartNumber").and_then(|n| n.trim().parse().ok()) else { continue };
@@ -338,11 +340,12 @@ pub async fn list_parts(client: &Client, sig: Signature, target: &Target<'_>) ->
 /// must start past the one before and below 10,000: a marker that stays,
 /// goes back (A, B, A, ... would go round forever), runs past the last part
 /// number or is no number ends the listing, as does a truncated page
-/// without a marker; so a listing has at most 10,000 pages. A listing cut short only costs
-/// time: a recorded part it misses is sent again, never taken on trust.
+/// without a marker; so a listing has at most 10,000 pages. A listing cut
+/// short only costs time: a recorded part it misses is sent again, never
+/// taken on trust. `current` is a marker this returned before (trimmed).
 fn next_page(truncated: bool, next: Option<&str>, current: Option<&str>) -> Option<String> {
     let next = next.map(str::trim).filter(|m| !m.is_empty() && truncated)?;
-    let number = |m: &str| m.trim().parse::<u64>().ok();
+    let number = |m: &str| m.parse::<u64>().ok();
     let n = number(next)?;
     // No part number is above 10,000: a marker there has nothing after it.
     (n < 10_000 && current.and_then(number).is_none_or(|m| n > m)).then(|| next.to_string())

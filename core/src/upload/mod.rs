@@ -576,13 +576,13 @@ impl Session<'_> {
                 let reconciled = {
                     let mut stop = self.control.subscribe();
                     tokio::select! {
-                        r = reconcile::reconcile(&self.client, sig, &target, self.plan, &mut self.record, &self.file) => r,
-                        request = stop_requested(&mut stop) => Ok(reconcile::Reconciled::Stopped(request)),
+                        r = reconcile::reconcile(&self.client, sig, &target, self.plan, &mut self.record, &self.file) => Ok(r),
+                        request = stop_requested(&mut stop) => Err(request),
                     }
                 };
                 match reconciled {
-                    Ok(reconcile::Reconciled::Stopped(request)) => ended = Some(End::Stopped(request)),
-                    Ok(reconcile::Reconciled::Live { changed: true }) => {
+                    Err(request) => ended = Some(End::Stopped(request)),
+                    Ok(Ok(reconcile::Reconciled::Live { changed: true })) => {
                         // A record that had every part, which the server no longer
                         // lists: killed after completing, before removing the record?
                         if self.claimed.is_some()
@@ -592,7 +592,6 @@ impl Session<'_> {
                             // it is removed too (an upload completed
                             // already is unknown to the abort, which is
                             // fine); only the object is kept.
-                            let target = Target { bucket: &self.req.bucket, key: &self.req.key, upload_id: &upload_id };
                             let _ = ops::abort_multipart_upload(&self.client, sig, &target).await;
                             self.forget().await;
                             return Ok(outcome);
@@ -601,15 +600,15 @@ impl Session<'_> {
                             w.write_now(&mut self.record).await?;
                         }
                     }
-                    Ok(reconcile::Reconciled::Live { changed: false }) => {}
-                    Ok(reconcile::Reconciled::Refused(e)) if e.code == "NoSuchUpload" => ended = Some(End::Fatal(e)),
+                    Ok(Ok(reconcile::Reconciled::Live { changed: false })) => {}
+                    Ok(Ok(reconcile::Reconciled::Refused(e))) if e.code == "NoSuchUpload" => ended = Some(End::Fatal(e)),
                     // Refused otherwise: a policy that allows uploading
                     // parts but not listing them (a PutObject-only policy
                     // does). Go on from the record, as the reference SDK
                     // always does; a part or the complete then finds out
                     // whether the upload still lives.
-                    Ok(reconcile::Reconciled::Refused(_)) => {}
-                    Err(e) => return Err(self.keep_or_abort(sig, &upload_id, incomplete(e, self.writer.is_some())).await),
+                    Ok(Ok(reconcile::Reconciled::Refused(_))) => {}
+                    Ok(Err(e)) => return Err(self.keep_or_abort(sig, &upload_id, incomplete(e, self.writer.is_some())).await),
                 }
             }
             let end = match ended {

@@ -21,8 +21,6 @@ pub enum Reconciled {
     /// The server refused to list the upload's parts (4xx): the upload may
     /// be gone, or the credentials refused; the caller finds out which.
     Refused(Error),
-    /// A cancel or an abort came first (the caller's, not `reconcile`'s).
-    Stopped(super::StopRequest),
 }
 
 /// An ETag without its quotes, lower-case.
