@@ -4,10 +4,12 @@
 // object read back and no multipart upload left behind.
 
 const fs = require('node:fs');
+const path = require('node:path');
 const h = require('./helpers');
 
 const { MB } = h;
 const PART = 5 * MB;
+const TLS = path.join(__dirname, 'fixtures', 'tls');
 
 const ctx = h.useServer();
 let server;
@@ -178,5 +180,91 @@ describe('a record that missed parts the server holds (killed between the answer
     await client.uploadFile(params);
     expect(await partNumbers()).toEqual([2]);
     await h.expectUploaded(server, key, file);
+  });
+});
+
+// A part whose whole body reached the server is stored by it whatever the
+// client does next; an abort that overtakes it leaves the part's data
+// behind, with no upload to remove it by (S3 documents this race). So a stop
+// that gives the upload up lets such parts finish first, and stops the
+// others from handing over the rest of their bodies.
+describe.each([
+  ['HTTP', null],
+  ['HTTPS', { cert: path.join(TLS, 'cert.pem'), key: path.join(TLS, 'key.pem') }],
+])('giving an upload up while parts are in flight (%s)', (scheme, tls) => {
+  const own = tls ? h.useServer({ tls }) : ctx;
+  const connect = () => (tls ? h.clientFor(own.server, { ssl_verify: path.join(TLS, 'ca.pem') }) : own.client);
+  const partOne = async () => (await own.server.stats()).requests.find((r) => r.method === 'PUT' && /partNumber=1(&|$)/.test(r.query));
+  // Part 1's request once the server has answered it (or after 10 s).
+  const partOneEnded = async () => {
+    let request = await partOne();
+    for (let i = 0; i < 200 && request.status === null; i += 1) {
+      await new Promise((r) => setTimeout(r, 50));
+      request = await partOne();
+    }
+    return request;
+  };
+
+  // A part small enough for the socket buffers: handed over whole at once,
+  // read by the server at 128 KiB/s, so stored about 2 s later.
+  const SMALL = 256 * 1024;
+
+  test.each(['abort', 'cancel'])('%s (no checkpoint) with a part all sent but not yet stored: it is stored first, then the upload is aborted; nothing is left', async (how) => {
+    const file = h.makeFile(own.dir, 3 * SMALL);
+    const key = h.uniqueKey(`settle-${how}`);
+    await own.server.addFault({ method: 'PUT', query: { partNumber: '1' }, action: { read_bytes_per_sec: 128 * 1024 } });
+    const params = { Bucket: h.BUCKET, Key: key, UploadFile: file, PartSize: SMALL, TaskNum: 1 };
+    const { err } = await h.uploadStoppedAt(connect(), params, SMALL, how);
+    expect(err.code).toBe(how === 'abort' ? 'Upload isAbort' : 'Upload suspened');
+    const atReturn = await partOne();
+    const settled = await partOneEnded();
+    expect(settled).toMatchObject({ status: 200, body_bytes: SMALL });
+    // Stored before the abort removed the upload's parts, not after it.
+    expect(await own.server.orphanParts()).not.toContain(err.uploadId);
+    // Answered before the call returned.
+    expect(atReturn).toMatchObject({ status: 200, body_bytes: SMALL });
+    expect(await h.newUploads(own.server)).toEqual([]);
+    await expect(h.readBack(own.server, key)).rejects.toThrow(/404/);
+  });
+
+  test('a part refused while another is all sent but not yet stored: that one is stored first, then the upload is aborted', async () => {
+    const file = h.makeFile(own.dir, 3 * SMALL);
+    const key = h.uniqueKey('settle-refused');
+    await own.server.addFault({ method: 'PUT', query: { partNumber: '1' }, action: { read_bytes_per_sec: 128 * 1024 } });
+    await own.server.addFault({ method: 'PUT', query: { partNumber: '2' }, action: { delay_ms: 300, status: 400, code: 'InvalidArgument', message: 'refused' } });
+    const params = { Bucket: h.BUCKET, Key: key, UploadFile: file, PartSize: SMALL, TaskNum: 2 };
+    const { err } = await h.uploadWithCallback(connect(), params);
+    expect(String(err)).toBe('InvalidArgument:refused');
+    expect(await partOne()).toMatchObject({ status: 200, body_bytes: SMALL });
+    expect(await own.server.orphanParts()).not.toContain(err.uploadId);
+    expect(await h.newUploads(own.server)).toEqual([]);
+    await expect(h.readBack(own.server, key)).rejects.toThrow(/404/);
+  });
+
+  test('abort with a part far from all sent: the part stops at once and is never stored', async () => {
+    // 64 MiB is more than the socket buffers hold: most of the part is still
+    // to go when the abort comes, and the server reads it at 4 MiB/s.
+    const BIG = 64 * MB;
+    const file = h.makeFile(own.dir, BIG + 1);
+    const key = h.uniqueKey('settle-halt');
+    await own.server.addFault({ method: 'PUT', query: { partNumber: '1' }, action: { read_bytes_per_sec: 4 * MB } });
+    const params = { Bucket: h.BUCKET, Key: key, UploadFile: file, PartSize: BIG, TaskNum: 1 };
+    const { err } = await h.uploadStoppedAt(connect(), params, 1, 'abort');
+    expect(err.code).toBe('Upload isAbort');
+    // The call did not wait for the part to go out: the server has read
+    // less than half of it.
+    const atReturn = await partOne();
+    expect(atReturn.body_bytes).toBeLessThan(BIG / 2);
+    expect(await h.newUploads(own.server)).toEqual([]);
+    // The server reads what reached it, finds the body cut short and
+    // stores nothing.
+    const request = await partOneEnded();
+    expect(request.status).not.toBe(200);
+    expect(request.body_bytes).toBeLessThan(BIG);
+    // A part stopped so is not tried again.
+    const tries = (await own.server.stats()).requests.filter((r) => r.method === 'PUT' && /partNumber=1(&|$)/.test(r.query));
+    expect(tries.length).toBe(1);
+    expect(await own.server.orphanParts()).not.toContain(err.uploadId);
+    await expect(h.readBack(own.server, key)).rejects.toThrow(/404/);
   });
 });

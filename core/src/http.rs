@@ -4,7 +4,7 @@
 //! exponential backoff, and hands back status, headers and body.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -42,6 +42,33 @@ pub struct FileRange {
     /// Added to as bytes are handed to the socket; a failed attempt takes
     /// its bytes back.
     pub sent: Option<Arc<AtomicU64>>,
+    /// Once set, no more of the body is handed over: an attempt that has
+    /// not handed all of it fails and is not retried, so the server never
+    /// gets the whole body; one that has waits for its answer as usual.
+    pub halt: Option<Arc<AtomicBool>>,
+}
+
+impl FileRange {
+    /// Whether the body is to be handed over no further (see `halt`).
+    pub(crate) fn halted(&self) -> bool {
+        self.halt.as_ref().is_some_and(|h| h.load(Ordering::Acquire))
+    }
+}
+
+/// Why an attempt stopped by `FileRange::halt` failed.
+#[derive(Debug)]
+pub(crate) struct Halted;
+
+impl std::fmt::Display for Halted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the upload stopped before this part's body was all sent")
+    }
+}
+
+impl std::error::Error for Halted {}
+
+pub(crate) fn halted_error() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::Interrupted, Halted)
 }
 
 #[derive(Clone)]
@@ -338,7 +365,8 @@ impl Client {
                 Ok(resp) => is_retryable_status(resp.status) || is_error_in_success(resp),
                 Err(e) => e.retryable,
             };
-            if !again || retry >= self.retry.max_retries {
+            let halted = matches!(&req.body, Body::File(range) if range.halted());
+            if !again || halted || retry >= self.retry.max_retries {
                 return outcome;
             }
             tokio::time::sleep(self.retry.backoff(retry)).await;
@@ -679,6 +707,7 @@ fn file_stream(
         let activity = activity.clone();
         let attempt = attempt.clone();
         let failure = failure.clone();
+        let halt = range.halt.clone();
         async move {
             if st.pending.is_empty() {
                 if st.pos >= st.end {
@@ -696,6 +725,11 @@ fn file_stream(
                         return Some((Err(copy), st));
                     }
                 }
+            }
+            if halt.is_some_and(|h| h.load(Ordering::Acquire)) {
+                st.pos = st.end;
+                st.pending = Bytes::new();
+                return Some((Err(halted_error()), st));
             }
             // Bytes of the body not handed out yet, this piece's included.
             let left = st.end - st.pos + st.pending.len() as u64;
@@ -1125,7 +1159,7 @@ mod tests {
                 "evicted" => evict(&file, 0, 0),
                 _ => {}
             }
-            let range = FileRange { file: Arc::new(file.try_clone().unwrap()), offset: start as u64, len: (data.len() - 2 * start) as u64, sent: None };
+            let range = FileRange { file: Arc::new(file.try_clone().unwrap()), offset: start as u64, len: (data.len() - 2 * start) as u64, sent: None, halt: None };
             let attempt = Arc::new(Attempt::new(None));
             let body = file_stream(range, Arc::new(Activity::new()), attempt, Default::default());
             let chunks: Vec<Bytes> = body.map(|c| c.unwrap()).collect().await;
@@ -1146,7 +1180,7 @@ mod tests {
         std::fs::write(&path, &data).unwrap();
         let file = Arc::new(std::fs::File::open(&path).unwrap());
         for (offset, len) in [(0usize, data.len()), (3, 1000), (10, TAIL as usize + 5)] {
-            let range = FileRange { file: file.clone(), offset: offset as u64, len: len as u64, sent: None };
+            let range = FileRange { file: file.clone(), offset: offset as u64, len: len as u64, sent: None, halt: None };
             let body = file_stream(range, Arc::new(Activity::new()), Arc::new(Attempt::new(None)), Default::default());
             let pieces: Vec<Bytes> = body.map(|c| c.unwrap()).collect().await;
             assert_eq!(pieces.concat(), data[offset..offset + len]);
@@ -1176,7 +1210,7 @@ mod tests {
         let file = Arc::new(std::fs::File::open(&path).unwrap());
         // 1000 bytes of other parts are already in the upload's count.
         let total = Arc::new(AtomicU64::new(1000));
-        let range = FileRange { file, offset: 0, len: 3 * buffer::CHUNK as u64, sent: Some(total.clone()) };
+        let range = FileRange { file, offset: 0, len: 3 * buffer::CHUNK as u64, sent: Some(total.clone()), halt: None };
         let attempt = Arc::new(Attempt::new(Some(total.clone())));
         let mut body = Box::pin(file_stream(range, Arc::new(Activity::new()), attempt.clone(), Default::default()));
         let first = body.next().await.unwrap().unwrap();
@@ -1189,6 +1223,34 @@ mod tests {
         attempt.take_back();
         assert_eq!(total.load(Ordering::Relaxed), 1000, "taking back twice takes nothing more");
         assert_eq!(attempt.counted(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_halted_body_stream_hands_over_nothing_more() {
+        use futures_util::StreamExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, vec![7u8; 3 * buffer::CHUNK]).unwrap();
+        let file = Arc::new(std::fs::File::open(&path).unwrap());
+        let halt = Arc::new(AtomicBool::new(false));
+        let range = |len: usize| FileRange { file: file.clone(), offset: 0, len: len as u64, sent: None, halt: Some(halt.clone()) };
+        let attempt = Arc::new(Attempt::new(None));
+        let mut body = Box::pin(file_stream(range(3 * buffer::CHUNK), Arc::new(Activity::new()), attempt.clone(), Default::default()));
+        let first = body.next().await.unwrap().unwrap();
+        halt.store(true, Ordering::Release);
+        let e = body.next().await.unwrap().unwrap_err();
+        assert!(e.get_ref().is_some_and(|inner| inner.is::<Halted>()), "{e}");
+        assert!(body.next().await.is_none(), "nothing after the halt");
+        assert_eq!(attempt.counted(), first.len() as u64);
+        // A body handed over whole before the halt simply ends.
+        halt.store(false, Ordering::Release);
+        let mut whole = Box::pin(file_stream(range(1000), Arc::new(Activity::new()), Arc::new(Attempt::new(None)), Default::default()));
+        let mut got = 0;
+        while got < 1000 {
+            got += whole.next().await.unwrap().unwrap().len();
+        }
+        halt.store(true, Ordering::Release);
+        assert!(whole.next().await.is_none());
     }
 
     #[test]

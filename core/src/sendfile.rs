@@ -304,8 +304,12 @@ async fn send_request(stream: &TcpStream, put: &Put<'_>, mut progress: impl FnMu
         socket: Arc::new(stream.as_fd().try_clone_to_owned().map_err(Failure::Network)?),
         file: range.file.clone(),
         cancelled: Arc::new(AtomicBool::new(false)),
+        halt: range.halt.clone(),
     };
     while offset < end {
+        if range.halted() {
+            return Err(Failure::Network(crate::http::halted_error()));
+        }
         let want = ((end - offset) as usize).min(SENDFILE_MAX);
         let sent = body.send(offset, want).await.map_err(|e| classify_sendfile_error(e, first))?;
         if sent == 0 {
@@ -334,6 +338,8 @@ struct BodySender {
     /// Set when the request is given up: a call waiting for socket space
     /// stops within `CANCEL_CHECK_MS`.
     cancelled: Arc<AtomicBool>,
+    /// The range's `halt`, which stops a waiting call the same way.
+    halt: Option<Arc<AtomicBool>>,
 }
 
 /// How often a sendfile call waiting for socket space checks whether its
@@ -344,8 +350,8 @@ impl BodySender {
     /// Sends up to `want` bytes of the file from `offset`; waits (on the
     /// blocking thread) until the socket takes some. 0 means the file ended.
     async fn send(&self, offset: u64, want: usize) -> io::Result<usize> {
-        let (socket, file, cancelled) = (self.socket.clone(), self.file.clone(), self.cancelled.clone());
-        let call = tokio::task::spawn_blocking(move || sendfile_waiting(&socket, &file, offset, want, &cancelled));
+        let (socket, file, cancelled, halt) = (self.socket.clone(), self.file.clone(), self.cancelled.clone(), self.halt.clone());
+        let call = tokio::task::spawn_blocking(move || sendfile_waiting(&socket, &file, offset, want, &cancelled, halt.as_deref()));
         call.await.unwrap_or_else(|e| Err(io::Error::other(e.to_string())))
     }
 }
@@ -375,10 +381,14 @@ fn sendfile_waiting(
     offset: u64,
     want: usize,
     cancelled: &AtomicBool,
+    halt: Option<&AtomicBool>,
 ) -> io::Result<usize> {
     loop {
         if cancelled.load(Ordering::Relaxed) {
             return Err(io::Error::other("the request was given up"));
+        }
+        if halt.is_some_and(|h| h.load(Ordering::Acquire)) {
+            return Err(crate::http::halted_error());
         }
         let mut at = offset as libc::off_t;
         // SAFETY: both descriptors stay open for the call (owned by the
@@ -406,7 +416,7 @@ fn sendfile_waiting(
 /// socket's errors, an ICMP error reported after retransmissions, ENOBUFS)
 /// is the network's, which the retry loop tries again.
 fn classify_sendfile_error(e: io::Error, first: bool) -> Failure {
-    if e.get_ref().is_some_and(|inner| inner.is::<EarlyAnswer>()) {
+    if e.get_ref().is_some_and(|inner| inner.is::<EarlyAnswer>() || inner.is::<crate::http::Halted>()) {
         return Failure::Network(e);
     }
     match e.raw_os_error() {
@@ -701,6 +711,7 @@ mod tests {
             socket: Arc::new(stream.as_fd().try_clone_to_owned().unwrap()),
             file: Arc::new(file),
             cancelled: Arc::new(AtomicBool::new(false)),
+            halt: None,
         }
     }
 
@@ -753,6 +764,84 @@ mod tests {
         }
     }
 
+    /// A server on a thread: reads the head, then `read_body` body bytes
+    /// (all of them, or none), waits for `go`, and answers 200.
+    fn one_answer_server(read_body: usize, go: std::sync::mpsc::Receiver<()>) -> (u16, std::thread::JoinHandle<usize>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                std::io::Read::read_exact(&mut conn, &mut byte).unwrap();
+                head.push(byte[0]);
+            }
+            let mut body = vec![0u8; read_body];
+            std::io::Read::read_exact(&mut conn, &mut body).unwrap();
+            let _ = go.recv_timeout(Duration::from_secs(10));
+            let _ = std::io::Write::write_all(&mut conn, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+            read_body
+        });
+        (port, server)
+    }
+
+    fn put_of<'a>(port: u16, head: &'a str, range: &'a FileRange, activity: &'a Activity, attempt: &'a Attempt) -> Put<'a> {
+        Put { host: "127.0.0.1", port, head: head.as_bytes(), range, activity, attempt }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_halted_body_that_is_not_all_sent_stops_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let len = 256u64 << 20;
+        let (_go, wait) = std::sync::mpsc::channel();
+        let (port, _server) = one_answer_server(0, wait); // reads no body
+        let halt = Arc::new(AtomicBool::new(false));
+        let range = FileRange { file: Arc::new(sparse_file(&dir, len)), offset: 0, len, sent: None, halt: Some(halt.clone()) };
+        let (activity, attempt) = (Activity::new(), Attempt::new(None));
+        let head = format!("PUT /b/k HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {len}\r\n\r\n");
+        let put = put_of(port, &head, &range, &activity, &attempt);
+        let pool = Pool::default();
+        let halting = async {
+            // Once the socket is full, the body waits for space.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            halt.store(true, Ordering::Release);
+        };
+        let (result, ()) = tokio::time::timeout(Duration::from_secs(3), async { tokio::join!(pool.put(&put), halting) })
+            .await
+            .expect("the halt ends the call, not a watchdog");
+        match result {
+            Err(Failure::Network(e)) => assert_eq!(e.to_string(), crate::http::halted_error().to_string()),
+            Err(_) => panic!("another failure"),
+            Ok(r) => panic!("answered {}", r.status),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_halted_body_that_is_all_sent_still_gets_its_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let len = 1u64 << 20;
+        let (go, wait) = std::sync::mpsc::channel();
+        let (port, server) = one_answer_server(len as usize, wait);
+        let halt = Arc::new(AtomicBool::new(false));
+        let range = FileRange { file: Arc::new(sparse_file(&dir, len)), offset: 0, len, sent: None, halt: Some(halt.clone()) };
+        let (activity, attempt) = (Activity::new(), Attempt::new(None));
+        let head = format!("PUT /b/k HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {len}\r\n\r\n");
+        let put = put_of(port, &head, &range, &activity, &attempt);
+        let pool = Pool::default();
+        let halting = async {
+            // The server has the whole body and holds its answer.
+            while attempt.counted() < len {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            halt.store(true, Ordering::Release);
+            go.send(()).unwrap();
+        };
+        let (result, ()) = tokio::time::timeout(Duration::from_secs(5), async { tokio::join!(pool.put(&put), halting) }).await.unwrap();
+        assert_eq!(result.ok().map(|r| r.status), Some(200));
+        assert_eq!(server.join().unwrap(), len as usize);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_refusal_before_the_body_is_in_is_the_answer_even_if_the_server_keeps_the_connection() {
         let dir = tempfile::tempdir().unwrap();
@@ -775,7 +864,7 @@ mod tests {
             std::io::Write::write_all(&mut conn, answer.as_bytes()).unwrap();
             let _ = wait.recv_timeout(Duration::from_secs(10));
         });
-        let range = FileRange { file: Arc::new(file), offset: 0, len: 256 << 20, sent: None };
+        let range = FileRange { file: Arc::new(file), offset: 0, len: 256 << 20, sent: None, halt: None };
         let activity = Activity::new();
         let attempt = Attempt::new(None);
         let head = format!("PUT /b/k HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\n\r\n", 256 << 20);

@@ -17,7 +17,7 @@
 //! | `{"hang":true}` | read the body and never answer |
 //! | `{"drop_response":true}` | let the store act, then close the connection instead of answering |
 //! | `{"respond_after_ms":N}` | let the store act (to its end, even if the client goes away meanwhile), then hold its answer N ms before sending it |
-//! | `{"read_bytes_per_sec":N}` | pass the request on, reading its body at most N bytes a second (a slow link) |
+//! | `{"read_bytes_per_sec":N}` | pass the request on, reading its body at most N bytes a second (a slow link); the store acts to its end on what arrived, even if the client goes away meanwhile |
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};

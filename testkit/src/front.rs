@@ -198,9 +198,11 @@ impl Front {
             }
             Outcome::RespondAfter { hold } => self.act_to_the_end(request, &record, &ids, dialect, hold).await,
             Outcome::Throttle { per_sec } => {
+                // A slow link to a server that finishes what it started: a body
+                // that arrived whole is acted on, though its client is gone.
                 let (parts, mut body) = request.into_parts();
                 body.throttle(per_sec);
-                self.forward(Request::from_parts(parts, body), &record, &ids, dialect).await
+                self.act_to_the_end(Request::from_parts(parts, body), &record, &ids, dialect, Duration::ZERO).await
             }
         }
     }

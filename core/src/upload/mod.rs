@@ -684,6 +684,7 @@ impl Session<'_> {
             sse_c: SseC { algorithm: self.req.object.sse_c.clone(), key: self.req.object.sse_c_key.clone() },
             task_num: self.req.task_num.max(1),
             sent: Arc::new(AtomicU64::new(0)),
+            halt: Default::default(),
             started: Instant::now(),
         };
         scheduler::send_parts(&job, &mut self.record, self.writer.as_mut(), self.observer.as_ref(), self.control.subscribe()).await

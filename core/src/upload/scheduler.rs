@@ -4,7 +4,7 @@
 //! finished part and a few times a second in between.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
@@ -35,6 +35,9 @@ pub struct Job {
     pub task_num: usize,
     /// Bytes sent: finished parts plus what parts in flight have sent.
     pub sent: Arc<AtomicU64>,
+    /// Set when the parts in flight are to hand over no more of their
+    /// bodies (see `settle_in_flight`).
+    pub halt: Arc<AtomicBool>,
     pub started: Instant,
 }
 
@@ -75,7 +78,7 @@ pub async fn send_parts(
     let target = Target { bucket: &job.bucket, key: &job.key, upload_id: &job.upload_id };
     let send = |n: u32| {
         let (offset, len) = plan.part(n);
-        let range = FileRange { file: job.file.clone(), offset, len, sent: Some(job.sent.clone()) };
+        let range = FileRange { file: job.file.clone(), offset, len, sent: Some(job.sent.clone()), halt: Some(job.halt.clone()) };
         async move { (n, ops::upload_part(&job.client, job.sig, &target, n, range, &job.sse_c).await) }
     };
     let mut inflight = FuturesUnordered::new();
@@ -96,13 +99,13 @@ pub async fn send_parts(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut failed: Option<Error> = None;
 
-    loop {
+    let early = loop {
         let requested = *stop.borrow();
         if requested != StopRequest::None {
-            return End::Stopped(requested);
+            break Some(End::Stopped(requested));
         }
         if inflight.is_empty() {
-            break;
+            break None;
         }
         let writing = writer.as_ref().is_some_and(|w| w.is_writing());
         tokio::select! {
@@ -110,19 +113,18 @@ pub async fn send_parts(
             Ok(()) = stop.changed() => {}
             r = async { writer.as_mut().expect("writing implies a writer").write_finished(record).await }, if writing => {
                 if let Err(e) = r {
-                    return End::Fatal(e);
+                    break Some(End::Fatal(e));
                 }
             }
             Some((n, result)) = inflight.next() => {
-                let (offset, len) = plan.part(n);
                 match result {
                     Ok(etag) => {
-                        record.parts_meta.insert(n, PartMeta { offset, part_size: len, etag: Some(etag), is_completed: true });
+                        record_part(record, plan, n, Some(etag));
                         report(&mut last_reported, true);
                     }
-                    Err(e) if is_fatal(&e) => return End::Fatal(e),
+                    Err(e) if is_fatal(&e) => break Some(End::Fatal(e)),
                     Err(e) => {
-                        record.parts_meta.insert(n, PartMeta { offset, part_size: len, etag: None, is_completed: false });
+                        record_part(record, plan, n, None);
                         failed.get_or_insert(e);
                     }
                 }
@@ -135,9 +137,61 @@ pub async fn send_parts(
             }
             _ = tick.tick() => report(&mut last_reported, false),
         }
+    };
+    if let Some(end) = early {
+        // A cancel that keeps the record keeps the upload too: the parts
+        // in flight are dropped, and the next call sends what is missing.
+        let kept = matches!(end, End::Stopped(StopRequest::Cancel)) && writer.is_some();
+        if !kept {
+            settle_in_flight(job, inflight, record, writer).await;
+        }
+        return end;
     }
     match failed {
         Some(e) => End::PartsFailed(e),
         None => End::AllSent,
     }
+}
+
+/// How long parts whose body the server may have whole get to answer
+/// before the upload is given up anyway.
+const SETTLE_LIMIT: Duration = Duration::from_secs(10);
+
+/// Before an upload is given up (aborted, or left on a fatal error): a
+/// part whose whole body reached the server can still be stored by it
+/// after anything the client does next, an abort included (S3 documents
+/// that race, and leaves the part's storage behind). So no part in flight
+/// hands over any more of its body: one that has not handed all of it
+/// fails at once and is never stored. The others are waited for, at most
+/// `SETTLE_LIMIT`, and recorded when stored, so that whatever follows
+/// comes after them.
+async fn settle_in_flight<F>(job: &Job, mut inflight: FuturesUnordered<F>, record: &mut Checkpoint, mut writer: Option<&mut RecordWriter>)
+where
+    F: std::future::Future<Output = (u32, Result<String, Error>)>,
+{
+    job.halt.store(true, Ordering::Release);
+    let limit = tokio::time::sleep(SETTLE_LIMIT);
+    tokio::pin!(limit);
+    loop {
+        tokio::select! {
+            _ = &mut limit => return,
+            next = inflight.next() => match next {
+                None => return,
+                Some((n, Ok(etag))) => {
+                    record_part(record, job.plan, n, Some(etag));
+                    if let Some(w) = writer.as_mut() {
+                        w.mark(record);
+                    }
+                }
+                Some(_) => {}
+            },
+        }
+    }
+}
+
+/// Records how part `n` ended: stored with `etag`, or failed (`None`).
+fn record_part(record: &mut Checkpoint, plan: Plan, n: u32, etag: Option<String>) {
+    let (offset, part_size) = plan.part(n);
+    let is_completed = etag.is_some();
+    record.parts_meta.insert(n, PartMeta { offset, part_size, etag, is_completed });
 }
