@@ -195,24 +195,28 @@ describe.each([
   const own = tls ? h.useServer({ tls }) : ctx;
   const connect = () => (tls ? h.clientFor(own.server, { ssl_verify: path.join(TLS, 'ca.pem') }) : own.client);
   const partOne = async () => (await own.server.stats()).requests.find((r) => r.method === 'PUT' && /partNumber=1(&|$)/.test(r.query));
-  // Part 1's request once the server has answered it (or after 10 s).
+  // Part 1's request once the server has answered it, or has read nothing
+  // more of it for half a second (a body cut short is never answered).
   const partOneEnded = async () => {
     let request = await partOne();
-    for (let i = 0; i < 200 && request.status === null; i += 1) {
+    for (let still = 0, i = 0; i < 400 && request.status === null && still < 10; i += 1) {
       await new Promise((r) => setTimeout(r, 50));
-      request = await partOne();
+      const now = await partOne();
+      still = now.body_bytes === request.body_bytes ? still + 1 : 0;
+      request = now;
     }
     return request;
   };
 
   // A part small enough for the socket buffers: handed over whole at once,
-  // read by the server at 128 KiB/s, so stored about 2 s later.
+  // read by the server at 64 KiB/s, so stored about 4 s later.
   const SMALL = 256 * 1024;
+  const SLOW = { read_bytes_per_sec: 64 * 1024 };
 
   test.each(['abort', 'cancel'])('%s (no checkpoint) with a part all sent but not yet stored: it is stored first, then the upload is aborted; nothing is left', async (how) => {
     const file = h.makeFile(own.dir, 3 * SMALL);
     const key = h.uniqueKey(`settle-${how}`);
-    await own.server.addFault({ method: 'PUT', query: { partNumber: '1' }, action: { read_bytes_per_sec: 128 * 1024 } });
+    await own.server.addFault({ method: 'PUT', query: { partNumber: '1' }, action: SLOW });
     const params = { Bucket: h.BUCKET, Key: key, UploadFile: file, PartSize: SMALL, TaskNum: 1 };
     const { err } = await h.uploadStoppedAt(connect(), params, SMALL, how);
     expect(err.code).toBe(how === 'abort' ? 'Upload isAbort' : 'Upload suspened');
@@ -230,7 +234,7 @@ describe.each([
   test('a part refused while another is all sent but not yet stored: that one is stored first, then the upload is aborted', async () => {
     const file = h.makeFile(own.dir, 3 * SMALL);
     const key = h.uniqueKey('settle-refused');
-    await own.server.addFault({ method: 'PUT', query: { partNumber: '1' }, action: { read_bytes_per_sec: 128 * 1024 } });
+    await own.server.addFault({ method: 'PUT', query: { partNumber: '1' }, action: SLOW });
     await own.server.addFault({ method: 'PUT', query: { partNumber: '2' }, action: { delay_ms: 300, status: 400, code: 'InvalidArgument', message: 'refused' } });
     const params = { Bucket: h.BUCKET, Key: key, UploadFile: file, PartSize: SMALL, TaskNum: 2 };
     const { err } = await h.uploadWithCallback(connect(), params);

@@ -68,8 +68,16 @@ impl std::fmt::Display for Halted {
 impl std::error::Error for Halted {}
 
 pub(crate) fn halted_error() -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::Interrupted, Halted)
+    std::io::Error::other(Halted)
 }
+
+/// Whether `e` is `halted_error()`.
+pub(crate) fn is_halted(e: &std::io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<Halted>())
+}
+
+/// How often a request waiting to be retried checks for a halt.
+const HALT_CHECK: Duration = Duration::from_millis(50);
 
 #[derive(Clone)]
 pub enum Body {
@@ -358,18 +366,25 @@ impl Client {
     }
 
     async fn send_with_retries(&self, req: &Request, sig: Option<Signature>) -> Result<Response> {
+        let halted = || matches!(&req.body, Body::File(range) if range.halted());
         let mut retry = 0;
         loop {
+            if halted() {
+                return Err(Error::network(Halted.to_string()));
+            }
             let outcome = self.send_once(req, sig).await;
             let again = match &outcome {
                 Ok(resp) => is_retryable_status(resp.status) || is_error_in_success(resp),
                 Err(e) => e.retryable,
             };
-            let halted = matches!(&req.body, Body::File(range) if range.halted());
-            if !again || halted || retry >= self.retry.max_retries {
+            if !again || halted() || retry >= self.retry.max_retries {
                 return outcome;
             }
-            tokio::time::sleep(self.retry.backoff(retry)).await;
+            // The wait before the retry gives way to a halt.
+            let until = tokio::time::Instant::now() + self.retry.backoff(retry);
+            while !halted() && tokio::time::Instant::now() < until {
+                tokio::time::sleep_until(until.min(tokio::time::Instant::now() + HALT_CHECK)).await;
+            }
             retry += 1;
         }
     }
@@ -709,10 +724,15 @@ fn file_stream(
         let failure = failure.clone();
         let halt = range.halt.clone();
         async move {
+            if st.pending.is_empty() && st.pos >= st.end {
+                return None;
+            }
+            if halt.is_some_and(|h| h.load(Ordering::Acquire)) {
+                st.pos = st.end;
+                st.pending = Bytes::new();
+                return Some((Err(halted_error()), st));
+            }
             if st.pending.is_empty() {
-                if st.pos >= st.end {
-                    return None;
-                }
                 match read_chunk(&file, st.pos, st.end, &mut st.in_place).await {
                     Ok(chunk) => {
                         st.pos += chunk.len() as u64;
@@ -725,11 +745,6 @@ fn file_stream(
                         return Some((Err(copy), st));
                     }
                 }
-            }
-            if halt.is_some_and(|h| h.load(Ordering::Acquire)) {
-                st.pos = st.end;
-                st.pending = Bytes::new();
-                return Some((Err(halted_error()), st));
             }
             // Bytes of the body not handed out yet, this piece's included.
             let left = st.end - st.pos + st.pending.len() as u64;
@@ -1239,7 +1254,7 @@ mod tests {
         let first = body.next().await.unwrap().unwrap();
         halt.store(true, Ordering::Release);
         let e = body.next().await.unwrap().unwrap_err();
-        assert!(e.get_ref().is_some_and(|inner| inner.is::<Halted>()), "{e}");
+        assert!(is_halted(&e), "{e}");
         assert!(body.next().await.is_none(), "nothing after the halt");
         assert_eq!(attempt.counted(), first.len() as u64);
         // A body handed over whole before the halt simply ends.

@@ -127,6 +127,9 @@ impl Pool {
 
     /// Sends `put.head` then the file range, and reads the answer.
     pub async fn put(&self, put: &Put<'_>) -> Result<Response, Failure> {
+        if put.range.halted() {
+            return Err(Failure::Network(crate::http::halted_error()));
+        }
         // A kept connection the server closed meanwhile fails before any
         // answer; that gets one more go on a new connection, not a retry.
         if let Some(stream) = self.checkout(put.host, put.port) {
@@ -148,6 +151,10 @@ impl Pool {
         })
         .await;
         if let Err(failure) = written {
+            // Stopped on purpose: no answer is awaited, no connection tried again.
+            if put.range.halted() {
+                return Err(Failure::Network(crate::http::halted_error()));
+            }
             let failure = match failure {
                 Failure::Network(e) if reused && moved == 0 => return Err(Failure::Stale(e)),
                 other => other,
@@ -416,7 +423,7 @@ fn sendfile_waiting(
 /// socket's errors, an ICMP error reported after retransmissions, ENOBUFS)
 /// is the network's, which the retry loop tries again.
 fn classify_sendfile_error(e: io::Error, first: bool) -> Failure {
-    if e.get_ref().is_some_and(|inner| inner.is::<EarlyAnswer>() || inner.is::<crate::http::Halted>()) {
+    if crate::http::is_halted(&e) || e.get_ref().is_some_and(|inner| inner.is::<EarlyAnswer>()) {
         return Failure::Network(e);
     }
     match e.raw_os_error() {
@@ -765,8 +772,8 @@ mod tests {
     }
 
     /// A server on a thread: reads the head, then `read_body` body bytes
-    /// (all of them, or none), waits for `go`, and answers 200.
-    fn one_answer_server(read_body: usize, go: std::sync::mpsc::Receiver<()>) -> (u16, std::thread::JoinHandle<usize>) {
+    /// (all of them, or none), waits for `go`, and answers `status`.
+    fn one_answer_server(read_body: usize, status: &'static str, go: std::sync::mpsc::Receiver<()>) -> (u16, std::thread::JoinHandle<usize>) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let server = std::thread::spawn(move || {
@@ -780,7 +787,7 @@ mod tests {
             let mut body = vec![0u8; read_body];
             std::io::Read::read_exact(&mut conn, &mut body).unwrap();
             let _ = go.recv_timeout(Duration::from_secs(10));
-            let _ = std::io::Write::write_all(&mut conn, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+            let _ = std::io::Write::write_all(&mut conn, format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes());
             read_body
         });
         (port, server)
@@ -794,8 +801,9 @@ mod tests {
     async fn a_halted_body_that_is_not_all_sent_stops_at_once() {
         let dir = tempfile::tempdir().unwrap();
         let len = 256u64 << 20;
-        let (_go, wait) = std::sync::mpsc::channel();
-        let (port, _server) = one_answer_server(0, wait); // reads no body
+        let (go, wait) = std::sync::mpsc::channel();
+        // Reads no body; answers only after the halt, which is not waited for.
+        let (port, _server) = one_answer_server(0, "403 Forbidden", wait);
         let halt = Arc::new(AtomicBool::new(false));
         let range = FileRange { file: Arc::new(sparse_file(&dir, len)), offset: 0, len, sent: None, halt: Some(halt.clone()) };
         let (activity, attempt) = (Activity::new(), Attempt::new(None));
@@ -806,15 +814,22 @@ mod tests {
             // Once the socket is full, the body waits for space.
             tokio::time::sleep(Duration::from_millis(300)).await;
             halt.store(true, Ordering::Release);
+            go.send(()).unwrap();
         };
         let (result, ()) = tokio::time::timeout(Duration::from_secs(3), async { tokio::join!(pool.put(&put), halting) })
             .await
             .expect("the halt ends the call, not a watchdog");
         match result {
-            Err(Failure::Network(e)) => assert_eq!(e.to_string(), crate::http::halted_error().to_string()),
-            Err(_) => panic!("another failure"),
-            Ok(r) => panic!("answered {}", r.status),
+            Err(Failure::Network(e)) => assert!(crate::http::is_halted(&e), "{e}"),
+            Err(other) => panic!("{other:?}"),
+            Ok(r) => panic!("answered {}: the answer was waited for", r.status),
         }
+        // Halted before it starts: nothing is sent.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let unused = put_of(listener.local_addr().unwrap().port(), &head, &range, &activity, &attempt);
+        assert!(matches!(pool.put(&unused).await, Err(Failure::Network(e)) if crate::http::is_halted(&e)));
+        listener.set_nonblocking(true).unwrap();
+        assert!(listener.accept().is_err(), "no connection was made");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -822,7 +837,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let len = 1u64 << 20;
         let (go, wait) = std::sync::mpsc::channel();
-        let (port, server) = one_answer_server(len as usize, wait);
+        let (port, server) = one_answer_server(len as usize, "200 OK", wait);
         let halt = Arc::new(AtomicBool::new(false));
         let range = FileRange { file: Arc::new(sparse_file(&dir, len)), offset: 0, len, sent: None, halt: Some(halt.clone()) };
         let (activity, attempt) = (Activity::new(), Attempt::new(None));
