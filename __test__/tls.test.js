@@ -16,9 +16,13 @@ const TLS = path.join(__dirname, 'fixtures', 'tls');
 const ctx = h.useServer();
 let tls;
 let endpoint;
+// The cipher suite of each connection the TLS server accepted.
+const ciphers = [];
 
 beforeAll(async () => {
-  tls = https.createServer({ key: fs.readFileSync(path.join(TLS, 'key.pem')), cert: fs.readFileSync(path.join(TLS, 'cert.pem')) }, (req, res) => {
+  // honorCipherOrder: false, so that the client's order of cipher suites decides.
+  const options = { key: fs.readFileSync(path.join(TLS, 'key.pem')), cert: fs.readFileSync(path.join(TLS, 'cert.pem')), honorCipherOrder: false };
+  tls = https.createServer(options, (req, res) => {
     const upstream = http.request(
       { host: '127.0.0.1', port: ctx.server.port, method: req.method, path: req.url, headers: req.headers },
       (answer) => {
@@ -29,6 +33,7 @@ beforeAll(async () => {
     upstream.on('error', () => res.destroy());
     req.pipe(upstream);
   });
+  tls.on('secureConnection', (socket) => ciphers.push(socket.getCipher().standardName));
   await new Promise((r) => tls.listen(0, '127.0.0.1', r));
   endpoint = `https://127.0.0.1:${tls.address().port}`;
 });
@@ -54,6 +59,22 @@ test('ssl_verify: a CA bundle that signed the certificate: uploads', async () =>
   const key = h.uniqueKey('tls-ca');
   await httpsClient({ ssl_verify: path.join(TLS, 'ca.pem') }).uploadFile({ Bucket: h.BUCKET, Key: key, UploadFile: file });
   await h.expectUploaded(ctx.server, key, file);
+});
+
+test("TLS picks AES-128-GCM where the server follows the client (with Node's defaults the reference SDK gets AES-256-GCM)", async () => {
+  const file = h.makeFile(ctx.dir, 1000);
+  const key = h.uniqueKey('tls-cipher');
+  ciphers.length = 0;
+  // A timeout of its own: a connection pool of its own, so new connections.
+  await httpsClient({ ssl_verify: path.join(TLS, 'ca.pem'), timeout: 59 }).uploadFile({ Bucket: h.BUCKET, Key: key, UploadFile: file });
+  await h.expectUploaded(ctx.server, key, file);
+  expect(ciphers.length).toBeGreaterThan(0);
+  expect(new Set(ciphers)).toEqual(new Set(['TLS_AES_128_GCM_SHA256']));
+  ciphers.length = 0;
+  const ref = await h.referenceClientFor(ctx.server, { server: endpoint });
+  const r = await ref.putObject({ Bucket: h.BUCKET, Key: h.uniqueKey('tls-cipher-ref'), Body: 'x' });
+  expect(r.CommonMsg.Status).toBe(200);
+  expect(new Set(ciphers)).toEqual(new Set(['TLS_AES_256_GCM_SHA384']));
 });
 
 test('ssl_verify: true refuses a certificate no system root signed, with a clear error', async () => {

@@ -231,6 +231,21 @@ fn proxy_address(proxy: &str) -> Option<(String, u16)> {
     Some((url.host_str()?.to_string(), url.port_or_known_default()?))
 }
 
+/// rustls's ring suites, those with AES-128-GCM first (browsers and Go
+/// order them so): as strong a choice for this use as AES-256-GCM, which
+/// rustls lists first, and cheaper, since encrypting the body is most of
+/// the CPU an upload over TLS costs. A server that picks by its own order
+/// still does.
+fn crypto_provider() -> rustls::crypto::CryptoProvider {
+    use rustls::CipherSuite::{TLS13_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256};
+    let mut provider = rustls::crypto::ring::default_provider();
+    // A stable sort: the order within each group stays rustls's.
+    provider.cipher_suites.sort_by_key(|s| {
+        !matches!(s.suite(), TLS13_AES_128_GCM_SHA256 | TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 | TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256)
+    });
+    provider
+}
+
 /// One connection pool per distinct TLS, proxy and timeout setting (the
 /// connect timeout belongs to the pool), shared by all clients.
 fn shared_http(config: &ClientConfig) -> Result<reqwest::Client> {
@@ -242,7 +257,7 @@ fn shared_http(config: &ClientConfig) -> Result<reqwest::Client> {
     if let Some(c) = pools.get(&key) {
         return Ok(c.clone());
     }
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = crypto_provider().install_default();
     let mut b = reqwest::Client::builder()
         .http1_only()
         .tcp_nodelay(true)
@@ -1266,6 +1281,18 @@ mod tests {
         }
         halt.store(true, Ordering::Release);
         assert!(whole.next().await.is_none());
+    }
+
+    #[test]
+    fn tls_offers_aes_128_gcm_first_and_every_suite_rustls_has() {
+        use rustls::CipherSuite::{TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS13_AES_128_GCM_SHA256};
+        let ours: Vec<_> = crypto_provider().cipher_suites.iter().map(|s| s.suite()).collect();
+        assert_eq!(ours[..3], [TLS13_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]);
+        let mut all: Vec<_> = rustls::crypto::ring::default_provider().cipher_suites.iter().map(|s| s.suite()).collect();
+        let mut sorted = ours.clone();
+        all.sort_by_key(|s| u16::from(*s));
+        sorted.sort_by_key(|s| u16::from(*s));
+        assert_eq!(sorted, all);
     }
 
     #[test]
