@@ -235,7 +235,8 @@ describe.each([
     const file = h.makeFile(own.dir, 3 * SMALL);
     const key = h.uniqueKey('settle-refused');
     await own.server.addFault({ method: 'PUT', query: { partNumber: '1' }, action: SLOW });
-    await own.server.addFault({ method: 'PUT', query: { partNumber: '2' }, action: { delay_ms: 300, status: 400, code: 'InvalidArgument', message: 'refused' } });
+    // Refused once part 1 is surely all sent, well before it is stored.
+    await own.server.addFault({ method: 'PUT', query: { partNumber: '2' }, action: { delay_ms: 1500, status: 400, code: 'InvalidArgument', message: 'refused' } });
     const params = { Bucket: h.BUCKET, Key: key, UploadFile: file, PartSize: SMALL, TaskNum: 2 };
     const { err } = await h.uploadWithCallback(connect(), params);
     expect(String(err)).toBe('InvalidArgument:refused');

@@ -107,6 +107,13 @@ pub struct Request {
     pub body: Body,
 }
 
+impl Request {
+    /// Whether its file body is to be handed over no further.
+    fn halted(&self) -> bool {
+        matches!(&self.body, Body::File(range) if range.halted())
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Response {
     pub status: u16,
@@ -237,14 +244,18 @@ fn proxy_address(proxy: &str) -> Option<(String, u16)> {
 /// the CPU an upload over TLS costs. A server that picks by its own order
 /// still does.
 fn crypto_provider() -> rustls::crypto::CryptoProvider {
-    use rustls::CipherSuite::{TLS13_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256};
     let mut provider = rustls::crypto::ring::default_provider();
     // A stable sort: the order within each group stays rustls's.
-    provider.cipher_suites.sort_by_key(|s| {
-        !matches!(s.suite(), TLS13_AES_128_GCM_SHA256 | TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 | TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256)
-    });
+    provider.cipher_suites.sort_by_key(|s| !AES_128_GCM.contains(&s.suite()));
     provider
 }
+
+/// The suites offered first, TLS 1.3's before TLS 1.2's.
+const AES_128_GCM: [rustls::CipherSuite; 3] = [
+    rustls::CipherSuite::TLS13_AES_128_GCM_SHA256,
+    rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+];
 
 /// One connection pool per distinct TLS, proxy and timeout setting (the
 /// connect timeout belongs to the pool), shared by all clients.
@@ -381,10 +392,9 @@ impl Client {
     }
 
     async fn send_with_retries(&self, req: &Request, sig: Option<Signature>) -> Result<Response> {
-        let halted = || matches!(&req.body, Body::File(range) if range.halted());
         let mut retry = 0;
         loop {
-            if halted() {
+            if req.halted() {
                 return Err(Error::network(Halted.to_string()));
             }
             let outcome = self.send_once(req, sig).await;
@@ -392,12 +402,12 @@ impl Client {
                 Ok(resp) => is_retryable_status(resp.status) || is_error_in_success(resp),
                 Err(e) => e.retryable,
             };
-            if !again || halted() || retry >= self.retry.max_retries {
+            if !again || req.halted() || retry >= self.retry.max_retries {
                 return outcome;
             }
             // The wait before the retry gives way to a halt.
             let until = tokio::time::Instant::now() + self.retry.backoff(retry);
-            while !halted() && tokio::time::Instant::now() < until {
+            while !req.halted() && tokio::time::Instant::now() < until {
                 tokio::time::sleep_until(until.min(tokio::time::Instant::now() + HALT_CHECK)).await;
             }
             retry += 1;
@@ -436,6 +446,10 @@ impl Client {
         // would change the URL's host is never signed or sent.
         self.check_bucket(&req.bucket)?;
         let _connection = self.connections.acquire().await.map_err(|_| Error::network("the client is closed"))?;
+        // The upload may have been given up while this waited for a connection.
+        if req.halted() {
+            return Err(Error::network(Halted.to_string()));
+        }
         let ep = &self.config.endpoint;
         let key_path = req.key.as_deref().map(encode_path).unwrap_or_default();
         let bucket_path = if ep.is_cname { String::new() } else { encode_path(&req.bucket) };
@@ -737,12 +751,12 @@ fn file_stream(
         let activity = activity.clone();
         let attempt = attempt.clone();
         let failure = failure.clone();
-        let halt = range.halt.clone();
+        let halted = range.halted();
         async move {
             if st.pending.is_empty() && st.pos >= st.end {
                 return None;
             }
-            if halt.is_some_and(|h| h.load(Ordering::Acquire)) {
+            if halted {
                 st.pos = st.end;
                 st.pending = Bytes::new();
                 return Some((Err(halted_error()), st));
@@ -1285,14 +1299,67 @@ mod tests {
 
     #[test]
     fn tls_offers_aes_128_gcm_first_and_every_suite_rustls_has() {
-        use rustls::CipherSuite::{TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS13_AES_128_GCM_SHA256};
         let ours: Vec<_> = crypto_provider().cipher_suites.iter().map(|s| s.suite()).collect();
-        assert_eq!(ours[..3], [TLS13_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]);
+        assert_eq!(ours[..3], AES_128_GCM);
         let mut all: Vec<_> = rustls::crypto::ring::default_provider().cipher_suites.iter().map(|s| s.suite()).collect();
         let mut sorted = ours.clone();
         all.sort_by_key(|s| u16::from(*s));
         sorted.sort_by_key(|s| u16::from(*s));
         assert_eq!(sorted, all);
+    }
+
+    /// A server that reads each request and answers 503; counts them.
+    fn always_503() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = seen.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && std::io::Read::read_exact(&mut conn, &mut byte).is_ok() {
+                    head.push(byte[0]);
+                }
+                let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                let len = text.split("content-length:").nth(1).and_then(|v| v.lines().next()).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+                let mut body = vec![0u8; len];
+                let _ = std::io::Read::read_exact(&mut conn, &mut body);
+                count.fetch_add(1, Ordering::SeqCst);
+                let _ = std::io::Write::write_all(&mut conn, b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            }
+        });
+        (port, seen)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_halt_during_the_wait_before_a_retry_ends_the_request_without_it() {
+        let (port, seen) = always_503();
+        let mut c = client(&format!("http://127.0.0.1:{port}"), |_| {});
+        // At least a second between tries.
+        c.retry = RetryPolicy { max_retries: 3, base: Duration::from_secs(2), cap: Duration::from_secs(2) };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, vec![1u8; 1000]).unwrap();
+        let halt = Arc::new(AtomicBool::new(false));
+        let range = FileRange { file: Arc::new(std::fs::File::open(&path).unwrap()), offset: 0, len: 1000, sent: None, halt: Some(halt.clone()) };
+        let req = Request { method: "PUT", bucket: "b".into(), key: Some("k".into()), query: vec![], headers: vec![], body: Body::File(range) };
+        let halting = async {
+            while seen.load(Ordering::SeqCst) == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            halt.store(true, Ordering::Release);
+            std::time::Instant::now()
+        };
+        let (result, halted_at) = tokio::join!(c.send(&req, Signature::V2), halting);
+        assert!(result.is_err(), "a halted request ends without an answer");
+        assert!(halted_at.elapsed() < Duration::from_millis(700), "the wait gave way to the halt");
+        assert_eq!(seen.load(Ordering::SeqCst), 1, "no retry after the halt");
+        // Halted before it starts: nothing is sent.
+        assert!(c.send(&req, Signature::V2).await.is_err());
+        assert_eq!(seen.load(Ordering::SeqCst), 1);
     }
 
     #[test]

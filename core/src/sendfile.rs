@@ -140,6 +140,9 @@ impl Pool {
         }
         let stream = connect(put.host, put.port).await.map_err(Failure::Connect)?;
         put.activity.touch();
+        if put.range.halted() {
+            return Err(Failure::Network(crate::http::halted_error()));
+        }
         self.exchange(put, stream, false).await
     }
 

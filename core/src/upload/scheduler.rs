@@ -36,7 +36,7 @@ pub struct Job {
     /// Bytes sent: finished parts plus what parts in flight have sent.
     pub sent: Arc<AtomicU64>,
     /// Set when the parts in flight are to hand over no more of their
-    /// bodies (see `settle_in_flight`).
+    /// bodies (see `drain_in_flight`).
     pub halt: Arc<AtomicBool>,
     pub started: Instant,
 }
@@ -143,7 +143,8 @@ pub async fn send_parts(
         // in flight are dropped, and the next call sends what is missing.
         let kept = matches!(end, End::Stopped(StopRequest::Cancel)) && writer.is_some();
         if !kept {
-            settle_in_flight(job, inflight, record, writer).await;
+            let drain = Drain { halt: &job.halt, plan, limit: DRAIN_LIMIT };
+            drain.run(inflight, record, writer).await;
         }
         return end;
     }
@@ -155,36 +156,44 @@ pub async fn send_parts(
 
 /// How long parts whose body the server may have whole get to answer
 /// before the upload is given up anyway.
-const SETTLE_LIMIT: Duration = Duration::from_secs(10);
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
 /// Before an upload is given up (aborted, or left on a fatal error): a
 /// part whose whole body reached the server can still be stored by it
 /// after anything the client does next, an abort included (S3 documents
 /// that race, and leaves the part's storage behind). So no part in flight
-/// hands over any more of its body: one that has not handed all of it
-/// fails at once and is never stored. The others are waited for, at most
-/// `SETTLE_LIMIT`, and recorded when stored, so that whatever follows
-/// comes after them.
-async fn settle_in_flight<F>(job: &Job, mut inflight: FuturesUnordered<F>, record: &mut Checkpoint, mut writer: Option<&mut RecordWriter>)
-where
-    F: std::future::Future<Output = (u32, Result<String, Error>)>,
-{
-    job.halt.store(true, Ordering::Release);
-    let limit = tokio::time::sleep(SETTLE_LIMIT);
-    tokio::pin!(limit);
-    loop {
-        tokio::select! {
-            _ = &mut limit => return,
-            next = inflight.next() => match next {
-                None => return,
-                Some((n, Ok(etag))) => {
-                    record_part(record, job.plan, n, Some(etag));
-                    if let Some(w) = writer.as_mut() {
-                        w.mark(record);
+/// hands over any more of its body (`halt`): one that has not handed all
+/// of it fails and is never stored. The others are waited for, at most
+/// `limit`, and recorded when stored, so that whatever follows comes after
+/// them.
+struct Drain<'a> {
+    halt: &'a AtomicBool,
+    plan: Plan,
+    limit: Duration,
+}
+
+impl Drain<'_> {
+    async fn run<F>(&self, mut inflight: FuturesUnordered<F>, record: &mut Checkpoint, mut writer: Option<&mut RecordWriter>)
+    where
+        F: std::future::Future<Output = (u32, Result<String, Error>)>,
+    {
+        self.halt.store(true, Ordering::Release);
+        let limit = tokio::time::sleep(self.limit);
+        tokio::pin!(limit);
+        loop {
+            tokio::select! {
+                _ = &mut limit => return,
+                next = inflight.next() => match next {
+                    None => return,
+                    Some((n, Ok(etag))) => {
+                        record_part(record, self.plan, n, Some(etag));
+                        if let Some(w) = writer.as_mut() {
+                            w.mark(record);
+                        }
                     }
-                }
-                Some(_) => {}
-            },
+                    Some(_) => {}
+                },
+            }
         }
     }
 }
@@ -194,4 +203,51 @@ fn record_part(record: &mut Checkpoint, plan: Plan, n: u32, etag: Option<String>
     let (offset, part_size) = plan.part(n);
     let is_completed = etag.is_some();
     record.parts_meta.insert(n, PartMeta { offset, part_size, etag, is_completed });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Part = std::pin::Pin<Box<dyn std::future::Future<Output = (u32, Result<String, Error>)>>>;
+
+    fn empty_record() -> Checkpoint {
+        let json = r#"{"bucketName":"b","objectKey":"k","uploadFile":"f","partSize":10,"partCount":3,"uploadFileStat":{"fileSize":30,"lastModified":"x"}}"#;
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_drain_halts_records_what_is_stored_and_gives_up_at_its_limit() {
+        let plan = Plan { file_size: 30, part_size: 10, part_count: 3 };
+        let halt = AtomicBool::new(false);
+        let inflight: FuturesUnordered<Part> = FuturesUnordered::new();
+        // Part 1 is stored a little later; part 2 fails; part 3 never answers.
+        inflight.push(Box::pin(async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            (1, Ok("e1".to_string()))
+        }));
+        inflight.push(Box::pin(async { (2, Err(Error::network("cut"))) }));
+        inflight.push(Box::pin(async { (3, std::future::pending::<Result<String, Error>>().await) }));
+        let mut record = empty_record();
+        let started = std::time::Instant::now();
+        Drain { halt: &halt, plan, limit: Duration::from_millis(300) }.run(inflight, &mut record, None).await;
+        assert!(halt.load(Ordering::Acquire), "the parts were told to stop");
+        assert!(started.elapsed() >= Duration::from_millis(300), "part 3 was waited for up to the limit");
+        assert_eq!(record.parts_meta.keys().copied().collect::<Vec<_>>(), [1], "only the stored part is recorded");
+        let p1 = &record.parts_meta[&1];
+        assert_eq!((p1.offset, p1.part_size, p1.etag.as_deref(), p1.is_completed), (0, 10, Some("e1"), true));
+    }
+
+    #[tokio::test]
+    async fn a_drain_ends_when_the_last_part_answers() {
+        let plan = Plan { file_size: 10, part_size: 10, part_count: 1 };
+        let halt = AtomicBool::new(false);
+        let inflight: FuturesUnordered<Part> = FuturesUnordered::new();
+        inflight.push(Box::pin(async { (1, Ok("e".to_string())) }));
+        let mut record = empty_record();
+        let started = std::time::Instant::now();
+        Drain { halt: &halt, plan, limit: Duration::from_secs(30) }.run(inflight, &mut record, None).await;
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(record.parts_meta[&1].is_completed);
+    }
 }

@@ -74,7 +74,8 @@ fn client_config(ca: &str) -> Result<Arc<rustls::ClientConfig>, String> {
         roots.add(cert).map_err(|e| format!("{ca}: {e}"))?;
     }
     // obs-native's order: AES-128-GCM first, so that the floor pays for the
-    // cipher obs-native negotiates.
+    // cipher obs-native negotiates (keep in step with `crypto_provider` in
+    // core/src/http.rs; the test kit does not depend on the core).
     let mut provider = rustls::crypto::ring::default_provider();
     provider.cipher_suites.sort_by_key(|s| {
         use rustls::CipherSuite::{TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS13_AES_128_GCM_SHA256};
