@@ -36,7 +36,7 @@ pub struct Job {
     /// Bytes sent: finished parts plus what parts in flight have sent.
     pub sent: Arc<AtomicU64>,
     /// Set when the parts in flight are to hand over no more of their
-    /// bodies (see `drain_in_flight`).
+    /// bodies (see `Drain`).
     pub halt: Arc<AtomicBool>,
     pub started: Instant,
 }
