@@ -88,6 +88,23 @@ test('ssl_verify: true refuses a certificate no system root signed, with a clear
   expect((await ctx.server.stats()).requests).toEqual([]);
 });
 
+test('ssl_verify: a CA file replaced in place is read anew by the next client', async () => {
+  const file = h.makeFile(ctx.dir, 1000);
+  const ca = path.join(ctx.dir, `rotating-ca-${process.pid}.pem`);
+  // First the wrong certificate (the server's own, which is no CA) ...
+  fs.copyFileSync(path.join(TLS, 'cert.pem'), ca);
+  const refused = await httpsClient({ ssl_verify: ca, max_retry_count: 0 })
+    .uploadFile({ Bucket: h.BUCKET, Key: h.uniqueKey(), UploadFile: file })
+    .catch((e) => e);
+  expect(refused.code).toBe('InitiateMultipartUploadFailed');
+  expect(String(refused)).toMatch(/certificate|UnknownIssuer|invalid peer/i);
+  // ... then the CA that signed it, at the same path.
+  fs.copyFileSync(path.join(TLS, 'ca.pem'), ca);
+  const key = h.uniqueKey('tls-rotated-ca');
+  await httpsClient({ ssl_verify: ca, max_retry_count: 0 }).uploadFile({ Bucket: h.BUCKET, Key: key, UploadFile: file });
+  await h.expectUploaded(ctx.server, key, file);
+});
+
 test('ssl_verify: a CA bundle that does not exist is an InvalidArgument at construction', () => {
   expect(() => httpsClient({ ssl_verify: path.join(TLS, 'missing.pem') })).toThrow(expect.objectContaining({ code: 'InvalidArgument' }));
 });

@@ -257,12 +257,17 @@ const AES_128_GCM: [rustls::CipherSuite; 3] = [
     rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
 ];
 
-/// One connection pool per distinct TLS, proxy and timeout setting (the
+/// One connection pool per distinct TLS (and CA file version), proxy and timeout setting (the
 /// connect timeout belongs to the pool), shared by all clients.
 fn shared_http(config: &ClientConfig) -> Result<reqwest::Client> {
-    type Key = (SslVerify, Option<String>, Duration);
+    type Key = (SslVerify, Option<(u64, Option<SystemTime>)>, Option<String>, Duration);
     static POOLS: OnceLock<Mutex<HashMap<Key, reqwest::Client>>> = OnceLock::new();
-    let key = (config.ssl_verify.clone(), config.proxy.clone(), config.timeout);
+    // A CA file replaced since (its size or time changed) is read anew.
+    let ca_file = match &config.ssl_verify {
+        SslVerify::CaFile(path) => std::fs::metadata(path).ok().map(|m| (m.len(), m.modified().ok())),
+        _ => None,
+    };
+    let key = (config.ssl_verify.clone(), ca_file, config.proxy.clone(), config.timeout);
     let pools = POOLS.get_or_init(Default::default);
     let mut pools = pools.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(c) = pools.get(&key) {
