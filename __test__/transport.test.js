@@ -104,6 +104,14 @@ test.each(TRANSPORTS)('%s: an IPv6 literal endpoint in brackets is reached and s
   await h.expectUploaded(server, p.Key, file);
 });
 
+test('a scheme written in capitals (HTTP://) is the same scheme', async () => {
+  const client = h.clientFor(server, { server: server.endpoint.replace(/^http:/, 'HTTP:') });
+  const file = h.makeFile(dir, 1000);
+  const p = { Bucket: h.BUCKET, Key: h.uniqueKey('scheme-case'), UploadFile: file };
+  expect((await client.uploadFile(p)).CommonMsg.Status).toBe(200);
+  await h.expectUploaded(server, p.Key, file);
+});
+
 // Through a proxy, the connection made is the proxy's: a proxy that refuses
 // is named as the proxy (it used to be reported as the S3 server refusing),
 // and its credentials never appear.

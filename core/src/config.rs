@@ -82,10 +82,12 @@ impl ClientConfig {
         }
         let mut secure = o.is_secure.unwrap_or(true);
         let mut rest = server;
-        if let Some(r) = rest.strip_prefix("https://") {
+        // The scheme in any case (`HTTPS://` is the same scheme).
+        let after_scheme = |scheme: &str| rest.get(..scheme.len()).filter(|s| s.eq_ignore_ascii_case(scheme)).map(|_| &rest[scheme.len()..]);
+        if let Some(r) = after_scheme("https://") {
             rest = r;
             secure = true;
-        } else if let Some(r) = rest.strip_prefix("http://") {
+        } else if let Some(r) = after_scheme("http://") {
             rest = r;
             secure = false;
         }
@@ -201,6 +203,14 @@ mod tests {
 
         let c = cfg("  https://example.com:8443  ");
         assert_eq!((c.endpoint.host.as_str(), c.endpoint.port, c.endpoint.secure), ("example.com", 8443, true));
+
+        // The scheme in any case.
+        let c = cfg("HTTPS://example.com:8443");
+        assert_eq!((c.endpoint.host.as_str(), c.endpoint.port, c.endpoint.secure), ("example.com", 8443, true));
+        let c = cfg("Http://example.com");
+        assert_eq!((c.endpoint.host.as_str(), c.endpoint.port, c.endpoint.secure), ("example.com", 80, false));
+        // Not a scheme: a multi-byte character where one would end.
+        assert_eq!(ClientConfig::from_options(&ClientOptions { server: Some("httpé://x".into()), ..Default::default() }).unwrap_err().code, "InvalidArgument");
     }
 
     #[test]
