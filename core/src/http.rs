@@ -71,7 +71,8 @@ pub(crate) fn halted_error() -> std::io::Error {
     std::io::Error::other(Halted)
 }
 
-/// Whether `e` is `halted_error()`.
+/// Whether `e` is `halted_error()` (for the sendfile path, Linux only).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(crate) fn is_halted(e: &std::io::Error) -> bool {
     e.get_ref().is_some_and(|inner| inner.is::<Halted>())
 }
