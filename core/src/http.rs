@@ -1068,9 +1068,31 @@ fn timeout_error(host: &str) -> Error {
     e
 }
 
+/// Reads a request's head (through the empty line) from a test server's
+/// connection, a byte at a time so that none of the body is taken.
+#[cfg(test)]
+pub(crate) fn read_request_head(conn: &mut impl std::io::Read) -> std::io::Result<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        conn.read_exact(&mut byte)?;
+        head.push(byte[0]);
+    }
+    Ok(head)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `data` in a new file, opened for reading (the folder goes with the first value).
+    fn file_of(data: &[u8]) -> (tempfile::TempDir, Arc<std::fs::File>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, data).unwrap();
+        let file = Arc::new(std::fs::File::open(&path).unwrap());
+        (dir, file)
+    }
 
     fn client(server: &str, tweak: impl FnOnce(&mut crate::config::ClientOptions)) -> Client {
         let mut o = crate::config::ClientOptions { server: Some(server.into()), max_retry_count: Some(0), ..Default::default() };
@@ -1254,10 +1276,7 @@ mod tests {
     #[tokio::test]
     async fn a_body_stream_read_after_its_attempt_failed_counts_nothing() {
         use futures_util::StreamExt;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        std::fs::write(&path, vec![7u8; 3 * buffer::CHUNK]).unwrap();
-        let file = Arc::new(std::fs::File::open(&path).unwrap());
+        let (_dir, file) = file_of(&[7u8; 3 * buffer::CHUNK]);
         // 1000 bytes of other parts are already in the upload's count.
         let total = Arc::new(AtomicU64::new(1000));
         let range = FileRange { file, offset: 0, len: 3 * buffer::CHUNK as u64, sent: Some(total.clone()), halt: None };
@@ -1278,10 +1297,7 @@ mod tests {
     #[tokio::test]
     async fn a_halted_body_stream_hands_over_nothing_more() {
         use futures_util::StreamExt;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        std::fs::write(&path, vec![7u8; 3 * buffer::CHUNK]).unwrap();
-        let file = Arc::new(std::fs::File::open(&path).unwrap());
+        let (_dir, file) = file_of(&[7u8; 3 * buffer::CHUNK]);
         let halt = Arc::new(AtomicBool::new(false));
         let range = |len: usize| FileRange { file: file.clone(), offset: 0, len: len as u64, sent: None, halt: Some(halt.clone()) };
         let attempt = Arc::new(Attempt::new(None));
@@ -1323,11 +1339,7 @@ mod tests {
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(mut conn) = conn else { return };
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") && std::io::Read::read_exact(&mut conn, &mut byte).is_ok() {
-                    head.push(byte[0]);
-                }
+                let head = read_request_head(&mut conn).unwrap_or_default();
                 let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
                 let len = text.split("content-length:").nth(1).and_then(|v| v.lines().next()).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
                 let mut body = vec![0u8; len];
@@ -1345,11 +1357,9 @@ mod tests {
         let mut c = client(&format!("http://127.0.0.1:{port}"), |_| {});
         // At least a second between tries.
         c.retry = RetryPolicy { max_retries: 3, base: Duration::from_secs(2), cap: Duration::from_secs(2) };
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        std::fs::write(&path, vec![1u8; 1000]).unwrap();
+        let (_dir, file) = file_of(&[1u8; 1000]);
         let halt = Arc::new(AtomicBool::new(false));
-        let range = FileRange { file: Arc::new(std::fs::File::open(&path).unwrap()), offset: 0, len: 1000, sent: None, halt: Some(halt.clone()) };
+        let range = FileRange { file, offset: 0, len: 1000, sent: None, halt: Some(halt.clone()) };
         let req = Request { method: "PUT", bucket: "b".into(), key: Some("k".into()), query: vec![], headers: vec![], body: Body::File(range) };
         let halting = async {
             while seen.load(Ordering::SeqCst) == 0 {

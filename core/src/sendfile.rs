@@ -781,12 +781,7 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         let server = std::thread::spawn(move || {
             let (mut conn, _) = listener.accept().unwrap();
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") {
-                std::io::Read::read_exact(&mut conn, &mut byte).unwrap();
-                head.push(byte[0]);
-            }
+            crate::http::read_request_head(&mut conn).unwrap();
             let mut body = vec![0u8; read_body];
             std::io::Read::read_exact(&mut conn, &mut body).unwrap();
             let _ = go.recv_timeout(Duration::from_secs(10));
@@ -871,12 +866,7 @@ mod tests {
         let (done, wait) = std::sync::mpsc::channel::<()>();
         let server = std::thread::spawn(move || {
             let (mut conn, _) = listener.accept().unwrap();
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") {
-                std::io::Read::read_exact(&mut conn, &mut byte).unwrap();
-                head.push(byte[0]);
-            }
+            crate::http::read_request_head(&mut conn).unwrap();
             let body = "<Error><Code>AccessDenied</Code></Error>";
             let answer = format!("HTTP/1.1 403 Forbidden\r\nContent-Length: {}\r\n\r\n{body}", body.len());
             std::io::Write::write_all(&mut conn, answer.as_bytes()).unwrap();
