@@ -3,7 +3,8 @@
 //! reference-compatible coercion, and `obs-core` does the work.
 #![deny(clippy::all)]
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use napi::bindgen_prelude::*;
@@ -64,20 +65,70 @@ pub struct NativeUploadParams {
     pub report_progress: bool,
 }
 
-/// The runtime every upload runs on. Its threads run at a lower scheduling
-/// priority than the JavaScript thread, so that on a busy machine a woken
-/// event loop gets the CPU first: uploads yield, the application stays
-/// responsive.
+/// At load: pins this addon's image in memory (the runtime's threads
+/// outlive any one JavaScript environment, such as a worker that loaded the
+/// addon first and then ended, so Node must never unload the code they run),
+/// and starts the runtime while the process surely has file descriptors and
+/// threads to spare. Should that fail, the first upload tries again.
 #[napi_derive::module_init]
-fn init_runtime() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+fn init() {
+    retain_current_module_for_unload_safety();
+    let _ = runtime();
+}
+
+/// The runtime every upload runs on, made when the addon is loaded (or by
+/// the first upload, if that failed) and kept for the life of the process, whichever environments (the main thread,
+/// workers) come and go: an upload cancelled because its worker ended still
+/// settles (aborts, or keeps its record) on it. Its threads run at a lower
+/// scheduling priority than the JavaScript thread, so that on a busy machine
+/// a woken event loop gets the CPU first: uploads yield, the application
+/// stays responsive.
+fn runtime() -> std::io::Result<&'static tokio::runtime::Runtime> {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    if let Some(rt) = RUNTIME.get() {
+        return Ok(rt);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("obs-native")
         .on_thread_start(lower_thread_priority)
-        .build();
-    if let Ok(rt) = runtime {
-        napi::bindgen_prelude::create_custom_tokio_runtime(rt);
+        .build()?;
+    // Two first uploads at once on two threads: one runtime is kept, the
+    // other is dropped here, before it ran anything.
+    Ok(RUNTIME.get_or_init(|| rt))
+}
+
+/// The uploads started from one JavaScript environment (the main thread or
+/// one worker) and not yet ended. When the environment is torn down (a
+/// worker that ends or is terminated), they are cancelled as by
+/// `handle.cancel()`: an upload with a record keeps it and its multipart
+/// upload, one without aborts its multipart upload. Without this they would
+/// go on to the end in the background, unseen, holding their records.
+#[derive(Default)]
+struct EnvUploads {
+    next: u64,
+    live: HashMap<u64, Arc<Control>>,
+}
+
+type SharedEnvUploads = Arc<Mutex<EnvUploads>>;
+
+fn env_uploads(env: &Env) -> napi::Result<SharedEnvUploads> {
+    if let Some(uploads) = env.get_instance_data::<SharedEnvUploads>()? {
+        return Ok(uploads.clone());
     }
+    let uploads = SharedEnvUploads::default();
+    // The hook first: instance data without it would never get one.
+    env.add_env_cleanup_hook(uploads.clone(), |uploads| {
+        for control in lock(&uploads).live.values() {
+            control.cancel();
+        }
+    })?;
+    env.set_instance_data(uploads.clone(), (), |_| {})?;
+    Ok(uploads)
+}
+
+fn lock(uploads: &SharedEnvUploads) -> std::sync::MutexGuard<'_, EnvUploads> {
+    uploads.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(target_os = "linux")]
@@ -139,6 +190,17 @@ fn internal_error() -> obs_core::Error {
         obs_core::error::ErrorKind::Io,
         "InternalError",
         "obs-native failed unexpectedly during the upload; the checkpoint record and the upload were left as they were",
+    )
+}
+
+/// The upload could not be started for want of what the process has (no
+/// file descriptors or threads left for the runtime); the same call can
+/// work later.
+fn not_started(why: &str) -> obs_core::Error {
+    obs_core::Error::new(
+        obs_core::error::ErrorKind::Io,
+        "InternalError",
+        format!("obs-native could not start the upload ({why}); nothing was sent"),
     )
 }
 
@@ -211,21 +273,31 @@ impl NativeClient {
     /// last `{type: 'end', ok: true, ...answer}` or `{type: 'end', ok: false,
     /// error}`. One queue keeps progress from arriving after the end.
     #[napi]
-    pub fn upload_file(&self, params: NativeUploadParams, control: &UploadControl, on_event: EventFn) -> napi::Result<()> {
+    pub fn upload_file(&self, env: &Env, params: NativeUploadParams, control: &UploadControl, on_event: EventFn) -> napi::Result<()> {
         let report_progress = params.report_progress;
         let request = to_request(params)?;
+        let runtime = runtime().map_err(|e| throw(not_started(&e.to_string())))?;
         let client = self.inner.clone();
         let control = control.inner.clone();
+        let env_uploads = env_uploads(env).map_err(|e| throw(not_started(&e.reason)))?;
+        let id = {
+            let mut uploads = lock(&env_uploads);
+            uploads.next += 1;
+            let id = uploads.next;
+            uploads.live.insert(id, control.clone());
+            id
+        };
         let events = Arc::new(on_event);
         let observer = Arc::new(JsObserver { events: events.clone(), report_progress });
         // The upload runs as a task of its own, so that a bug that panics
         // in it still ends the call with an error instead of never.
-        spawn(async move {
+        runtime.spawn(async move {
             let mut end = match tokio::spawn(upload::run(request, client, observer, control)).await {
                 Ok(Ok(outcome)) => outcome_value(&outcome),
                 Ok(Err(e)) => json!({"ok": false, "error": error_value(&e)}),
                 Err(_) => json!({"ok": false, "error": error_value(&internal_error())}),
             };
+            lock(&env_uploads).live.remove(&id);
             end["type"] = json!("end");
             events.call(end, ThreadsafeFunctionCallMode::Blocking);
         });
