@@ -154,22 +154,31 @@ describe('the file to upload', () => {
   });
 
   // Running out of file descriptors is the machine, not the caller's input:
-  // not InvalidArgument (which says "do not try this again"), and the same
-  // call works once descriptors are free. A child process with a low limit
-  // uses them all up, then calls uploadFile.
-  test('cannot be opened because the process has no file descriptors left: FileReadError, and the same call works once some are free', async () => {
+  // not InvalidArgument (which says "do not try this again"). The call waits
+  // for a descriptor (other uploads of the process free theirs as they end)
+  // for as long as `timeout` lets a request go without moving, then fails
+  // with FileReadError. A child process with a low limit uses them all up,
+  // then calls uploadFile: with none freed (timeout 1 s), with them freed
+  // 500 ms after the call, and with them free.
+  test('cannot be opened because the process has no file descriptors left: it waits up to `timeout` for one, then FileReadError; freed meanwhile, the call goes on', async () => {
     const key = h.uniqueKey();
-    const spec = { endpoint: server.endpoint, accessKey: server.accessKey, secretKey: server.secretKey, bucket: h.BUCKET, key, file };
+    const spec = { endpoint: server.endpoint, accessKey: server.accessKey, secretKey: server.secretKey, bucket: h.BUCKET, key, file, timeout: 1, freeAfterMs: 500 };
     const child = path.join(__dirname, 'fixtures', 'no-fds-child.js');
     const out = execFileSync('bash', ['-c', 'ulimit -n 256 && exec "$0" "$@"', process.execPath, child, JSON.stringify(spec)], { encoding: 'utf8', timeout: 60000 });
     const report = JSON.parse(out.trim().split('\n').pop());
     expect(report.exhausted).toBe(true);
     expect(report.starved.code).toBe('FileReadError');
     expect(report.starved.text).toMatch(/^FileReadError:cannot open the file to upload: Too many open files/);
-    expect(report.after).toEqual({ status: 200 });
-    await h.expectUploaded(server, key, file);
-    const puts = (await server.stats()).requests.filter((r) => r.method === 'PUT' || r.method === 'POST');
-    expect(puts.filter((r) => r.method === 'POST' && /(^|&)uploads(=|&|$)/.test(r.query))).toHaveLength(1);
+    expect(report.starved.ms).toBeGreaterThanOrEqual(1000);
+    expect(report.starved.ms).toBeLessThan(10000);
+    expect(report.waited.status).toBe(200);
+    expect(report.waited.ms).toBeGreaterThanOrEqual(500);
+    expect(report.after.status).toBe(200);
+    for (const k of [`${key}-waited`, `${key}-after`]) await h.expectUploaded(server, k, file);
+    await expect(h.readBack(server, key)).rejects.toThrow(/404/);
+    // The starved call sent nothing; the others one initiate each.
+    const initiates = (await server.stats()).requests.filter((r) => r.method === 'POST' && /(^|&)uploads(=|&|$)/.test(r.query));
+    expect(initiates.map((r) => r.path).sort()).toEqual([`/${h.BUCKET}/${key}-after`, `/${h.BUCKET}/${key}-waited`]);
   });
 });
 

@@ -2,10 +2,11 @@
 // obs-native inside the host's life: uploads from worker threads, a worker
 // terminated mid-upload (its uploads stop as if cancelled: a record is kept
 // for a later call, an upload without one is aborted on the server), a
-// process whose only user of obs-native is a worker, and process.exit()
-// while uploads run.
+// process whose only user of obs-native is a worker, process.exit() while
+// uploads run, and many uploads at once in a process with few file
+// descriptors.
 
-const { spawn } = require('node:child_process');
+const { execFile, spawn } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 const { Worker } = require('node:worker_threads');
@@ -17,6 +18,7 @@ const { MB, BUCKET } = h;
 const WORKER = path.join(__dirname, 'fixtures', 'upload-worker.js');
 const WORKER_ONLY_CHILD = path.join(__dirname, 'fixtures', 'worker-only-child.js');
 const EXIT_CHILD = path.join(__dirname, 'fixtures', 'exit-child.js');
+const MANY_CHILD = path.join(__dirname, 'fixtures', 'many-uploads-child.js');
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 const ctx = h.useServer();
@@ -202,4 +204,39 @@ test('process.exit() while four uploads run ends the process with that code, not
     const got = await h.readBack(s, key);
     expect(got.equals(fs.readFileSync(file))).toBe(true);
   }
+});
+
+// 60 uploads at once (half with a checkpoint record), 2 parts each, TaskNum
+// 4, in a process limited to 64 file descriptors, of which Node itself holds
+// about 20: they need more than that at once (a file and a lock each, a
+// connection per part in flight). Every one completes: what needs a
+// descriptor waits for one, and uploads past a quarter of the limit wait
+// their turn before they open anything.
+describe.each([
+  ['HTTP', null],
+  ['HTTPS', { cert: path.join(__dirname, 'fixtures', 'tls', 'cert.pem'), key: path.join(__dirname, 'fixtures', 'tls', 'key.pem') }],
+])('many uploads at once in a process with few file descriptors (%s)', (_name, tls) => {
+  let server;
+  beforeAll(async () => {
+    server = await h.startServer({ tls: tls || undefined });
+  });
+  afterAll(() => server.close());
+
+  test('60 uploads under `ulimit -n 64` all complete and read back; no upload or record is left', async () => {
+    const small = h.makeFile(ctx.dir, 5 * MB + 4096);
+    const keys = Array.from({ length: 60 }, (_, i) => h.uniqueKey(`fds-${i}`));
+    const recordDir = fs.mkdtempSync(path.join(ctx.dir, 'records-'));
+    const spec = { endpoint: server.endpoint, accessKey: server.accessKey, secretKey: server.secretKey, bucket: BUCKET, keys, file: small, partSize: 5 * MB, taskNum: 4, recordDir };
+    const out = await new Promise((resolve, reject) =>
+      execFile('bash', ['-c', 'ulimit -n 64 && exec "$0" "$@"', process.execPath, MANY_CHILD, JSON.stringify(spec)], { encoding: 'utf8', timeout: 90000 }, (err, stdout, stderr) =>
+        err ? reject(new Error(`${err.message}\n${stdout}\n${stderr}`)) : resolve(stdout),
+      ),
+    );
+    const errors = JSON.parse(out.trim().split('\n').pop());
+    expect(errors).toEqual(keys.map(() => null));
+    const want = fs.readFileSync(small);
+    for (const key of keys) expect((await h.readBack(server, key)).equals(want)).toBe(true);
+    expect(await server.uploads()).toEqual([]);
+    expect(fs.readdirSync(recordDir)).toEqual([]);
+  });
 });

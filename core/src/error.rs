@@ -51,6 +51,11 @@ pub struct Error {
     /// reference SDK prints the refusal of a part or of the complete
     /// (`EntityTooSmall`, where an initiate's is `AccessDenied:`).
     pub bare_when_empty: bool,
+    /// No connection could be opened because the process (or the system)
+    /// had no file descriptor left (EMFILE, ENFILE): nothing reached the
+    /// server, and the request waits for a descriptor to be freed instead
+    /// of spending a retry.
+    pub out_of_descriptors: bool,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -66,6 +71,7 @@ impl Error {
             upload_id: None,
             part_number: None,
             bare_when_empty: false,
+            out_of_descriptors: false,
         }
     }
 

@@ -195,8 +195,16 @@ impl RetryPolicy {
     }
 }
 
+/// Waits `wait` before a request is tried again, giving way to a halt.
+async fn pause(req: &Request, wait: Duration) {
+    let until = tokio::time::Instant::now() + wait;
+    while !req.halted() && tokio::time::Instant::now() < until {
+        tokio::time::sleep_until(until.min(tokio::time::Instant::now() + HALT_CHECK)).await;
+    }
+}
+
 /// A cheap random number in [0, 1) for jitter; not for secrets.
-fn random_unit() -> f64 {
+pub(crate) fn random_unit() -> f64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
@@ -258,17 +266,25 @@ const AES_128_GCM: [rustls::CipherSuite; 3] = [
     rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
 ];
 
+/// Idle connections kept per host by the HTTP client when part bodies go
+/// by sendfile on connections of their own: the HTTP client then carries
+/// only the few small requests (initiate, complete, list, abort), and a
+/// burst of them (200 uploads starting at once) must not leave hundreds of
+/// idle sockets holding the descriptors the parts need.
+const SMALL_REQUESTS_IDLE: usize = 2;
+
 /// One connection pool per distinct TLS (and CA file version), proxy and timeout setting (the
-/// connect timeout belongs to the pool), shared by all clients.
-fn shared_http(config: &ClientConfig) -> Result<reqwest::Client> {
-    type Key = (SslVerify, Option<(u64, Option<SystemTime>)>, Option<String>, Duration);
+/// connect timeout belongs to the pool), and whether it carries small requests only (see
+/// `SMALL_REQUESTS_IDLE`); shared by all clients.
+fn shared_http(config: &ClientConfig, small_requests_only: bool) -> Result<reqwest::Client> {
+    type Key = (SslVerify, Option<(u64, Option<SystemTime>)>, Option<String>, Duration, bool);
     static POOLS: OnceLock<Mutex<HashMap<Key, reqwest::Client>>> = OnceLock::new();
     // A CA file replaced since (its size or time changed) is read anew.
     let ca_file = match &config.ssl_verify {
         SslVerify::CaFile(path) => std::fs::metadata(path).ok().map(|m| (m.len(), m.modified().ok())),
         _ => None,
     };
-    let key = (config.ssl_verify.clone(), ca_file, config.proxy.clone(), config.timeout);
+    let key = (config.ssl_verify.clone(), ca_file, config.proxy.clone(), config.timeout, small_requests_only);
     let pools = POOLS.get_or_init(Default::default);
     let mut pools = pools.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(c) = pools.get(&key) {
@@ -281,6 +297,9 @@ fn shared_http(config: &ClientConfig) -> Result<reqwest::Client> {
         .pool_idle_timeout(Duration::from_secs(30))
         .connect_timeout(config.timeout)
         .no_proxy();
+    if small_requests_only {
+        b = b.pool_max_idle_per_host(SMALL_REQUESTS_IDLE);
+    }
     b = match &config.ssl_verify {
         SslVerify::Off => b.tls_danger_accept_invalid_certs(true),
         SslVerify::SystemRoots => b,
@@ -302,12 +321,15 @@ fn shared_http(config: &ClientConfig) -> Result<reqwest::Client> {
 
 impl Client {
     pub fn new(config: ClientConfig, credentials: Credentials) -> Result<Self> {
-        let http = shared_http(&config)?;
-        let retry = RetryPolicy { max_retries: config.max_retry_count, base: Duration::from_millis(100), cap: Duration::from_secs(5) };
-        let connections = tokio::sync::Semaphore::new(config.max_connections.min(tokio::sync::Semaphore::MAX_PERMITS));
         #[cfg(target_os = "linux")]
         let sendfile = (!config.endpoint.secure && config.proxy.is_none() && crate::sendfile::enabled_by_env())
             .then(crate::sendfile::Pool::default);
+        #[cfg(target_os = "linux")]
+        let http = shared_http(&config, sendfile.is_some())?;
+        #[cfg(not(target_os = "linux"))]
+        let http = shared_http(&config, false)?;
+        let retry = RetryPolicy { max_retries: config.max_retry_count, base: Duration::from_millis(100), cap: Duration::from_secs(5) };
+        let connections = tokio::sync::Semaphore::new(config.max_connections.min(tokio::sync::Semaphore::MAX_PERMITS));
         let proxy_at = config.proxy.as_deref().and_then(proxy_address);
         Ok(Client {
             proxy_at,
@@ -323,6 +345,11 @@ impl Client {
     }
 
     /// Swaps the credentials; requests signed from now on use them.
+    /// How long a request may go without moving a byte (`timeout`).
+    pub fn timeout(&self) -> Duration {
+        self.config.timeout
+    }
+
     pub fn refresh(&self, credentials: Credentials) {
         *self.credentials.write().unwrap_or_else(|p| p.into_inner()) = credentials;
     }
@@ -399,11 +426,33 @@ impl Client {
 
     async fn send_with_retries(&self, req: &Request, sig: Option<Signature>) -> Result<Response> {
         let mut retry = 0;
+        // Since when, and how many times in a row, no connection could be
+        // opened for want of a file descriptor.
+        let mut starved: Option<(Instant, u32)> = None;
         loop {
             if req.halted() {
                 return Err(Error::network(Halted.to_string()));
             }
             let outcome = self.send_once(req, sig).await;
+            // Out of descriptors: most likely held by this process's own
+            // requests in flight (many uploads at once under a low `ulimit
+            // -n`), which free them as they end. Kept connections it cannot
+            // use are closed, and the request waits for a descriptor or a
+            // kept connection it can use, without spending a retry, for as
+            // long as `timeout` lets a request go without moving.
+            match &outcome {
+                Err(e) if e.out_of_descriptors => {
+                    let (since, times) = starved.get_or_insert((Instant::now(), 0));
+                    if since.elapsed() < self.config.timeout && !req.halted() {
+                        self.close_idle_connections_but_for(req);
+                        let wait = crate::descriptors::wait(*times);
+                        *times += 1;
+                        pause(req, wait).await;
+                        continue;
+                    }
+                }
+                _ => starved = None,
+            }
             let again = match &outcome {
                 Ok(resp) => is_retryable_status(resp.status) || is_error_in_success(resp),
                 Err(e) => e.retryable,
@@ -411,13 +460,22 @@ impl Client {
             if !again || req.halted() || retry >= self.retry.max_retries {
                 return outcome;
             }
-            // The wait before the retry gives way to a halt.
-            let until = tokio::time::Instant::now() + self.retry.backoff(retry);
-            while !req.halted() && tokio::time::Instant::now() < until {
-                tokio::time::sleep_until(until.min(tokio::time::Instant::now() + HALT_CHECK)).await;
-            }
+            pause(req, self.retry.backoff(retry)).await;
             retry += 1;
         }
+    }
+
+    /// Closes the kept sendfile connections that `req` cannot use: for a
+    /// part sent by sendfile, those of this client to other hosts; for any
+    /// other request (which the HTTP client sends), those of every client.
+    fn close_idle_connections_but_for(&self, req: &Request) {
+        #[cfg(target_os = "linux")]
+        match (&self.sendfile, &req.body) {
+            (Some(pool), Body::File(_)) => pool.close_idle_except(&self.host_for(&req.bucket), self.config.endpoint.port),
+            _ => crate::descriptors::release_kept_connections(),
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = req;
     }
 
     /// Refuses a bucket name that would not reach the server as itself:
@@ -452,6 +510,7 @@ impl Client {
         // would change the URL's host is never signed or sent.
         self.check_bucket(&req.bucket)?;
         let _connection = self.connections.acquire().await.map_err(|_| Error::network("the client is closed"))?;
+        let _in_flight = crate::descriptors::connection().await;
         // The upload may have been given up while this waited for a connection.
         if req.halted() {
             return Err(Error::network(Halted.to_string()));
@@ -1030,6 +1089,7 @@ fn network_error(e: &reqwest::Error, host: &str, port: u16) -> Error {
     if e.is_timeout() {
         err.code = "Timeout".into();
     }
+    err.out_of_descriptors = error_chain(e).filter_map(|s| s.downcast_ref::<std::io::Error>()).any(crate::descriptors::exhausted);
     err
 }
 
@@ -1054,7 +1114,9 @@ fn node_wording(kind: std::io::ErrorKind, host: &str, port: u16) -> Option<Strin
 
 #[cfg(target_os = "linux")]
 fn connect_error(e: &std::io::Error, host: &str, port: u16) -> Error {
-    Error::network(node_wording(e.kind(), host, port).unwrap_or_else(|| format!("connect failed {host}:{port}: {e}")))
+    let mut err = Error::network(node_wording(e.kind(), host, port).unwrap_or_else(|| format!("connect failed {host}:{port}: {e}")));
+    err.out_of_descriptors = crate::descriptors::exhausted(e);
+    err
 }
 
 #[cfg(target_os = "linux")]

@@ -5,6 +5,7 @@
 //! binding at the repository root only converts values to and from this.
 
 mod buffer;
+mod descriptors;
 pub mod md5;
 pub mod config;
 pub mod error;

@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -89,9 +89,36 @@ impl Kept {
 }
 
 /// Idle keep-alive connections by host and port.
-#[derive(Default)]
 pub struct Pool {
     idle: Arc<Mutex<Kept>>,
+}
+
+/// Every pool's kept connections, so that a process out of file
+/// descriptors can close them all (see `close_all_idle`).
+static POOLS: Mutex<Vec<std::sync::Weak<Mutex<Kept>>>> = Mutex::new(Vec::new());
+
+impl Default for Pool {
+    fn default() -> Self {
+        let idle = Arc::new(Mutex::new(Kept::default()));
+        let mut pools = POOLS.lock().unwrap_or_else(|p| p.into_inner());
+        pools.retain(|p| p.strong_count() > 0);
+        pools.push(Arc::downgrade(&idle));
+        Pool { idle }
+    }
+}
+
+/// Closes the kept connections of every pool: the process has no file
+/// descriptor left, and something other than a part (a record write, a
+/// file to open, a small request) needs one.
+pub(crate) fn close_all_idle() {
+    for idle in registered_pools() {
+        idle.lock().unwrap_or_else(|p| p.into_inner()).by_host.clear();
+    }
+}
+
+/// The kept connections of every pool still in use.
+fn registered_pools() -> Vec<Arc<Mutex<Kept>>> {
+    POOLS.lock().unwrap_or_else(|p| p.into_inner()).iter().filter_map(std::sync::Weak::upgrade).collect()
 }
 
 impl Pool {
@@ -117,6 +144,15 @@ impl Pool {
             idle.sweeping = true;
             tokio::spawn(sweep_until_empty(Arc::downgrade(&self.idle), IDLE_KEEP));
         }
+    }
+
+    /// Closes the kept connections to hosts other than `host`:`port`. The
+    /// process has run out of descriptors, and a connection kept for
+    /// another host is one this request cannot open; those to its own host
+    /// are left for it (and the requests like it) to take.
+    pub fn close_idle_except(&self, host: &str, port: u16) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.by_host.retain(|(h, p), _| h == host && *p == port);
     }
 
     /// Connections kept, over all hosts.
@@ -146,13 +182,19 @@ impl Pool {
         self.exchange(put, stream, false).await
     }
 
-    async fn exchange(&self, put: &Put<'_>, mut stream: TcpStream, reused: bool) -> Result<Response, Failure> {
+    async fn exchange(&self, put: &Put<'_>, stream: TcpStream, reused: bool) -> Result<Response, Failure> {
         let mut moved = 0u64;
-        let written = send_request(&stream, put, |n| {
+        let shared = Arc::new(stream);
+        let written = send_request(&shared, put, |n| {
             moved += n;
             put.attempt.add(n);
         })
         .await;
+        // The body's calls are over (each is awaited), so the connection is
+        // this request's alone again.
+        let Ok(mut stream) = Arc::try_unwrap(shared) else {
+            return Err(written.err().unwrap_or_else(|| Failure::Network(io::Error::other("the connection is still in use"))));
+        };
         if let Err(failure) = written {
             // Stopped on purpose: no answer is awaited, no connection tried again.
             if put.range.halted() {
@@ -291,7 +333,7 @@ fn count(n: isize) -> io::Result<usize> {
 
 /// Writes the head (held back with MSG_MORE so that it leaves with the
 /// first body bytes), then the file range with sendfile.
-async fn send_request(stream: &TcpStream, put: &Put<'_>, mut progress: impl FnMut(u64)) -> Result<(), Failure> {
+async fn send_request(stream: &Arc<TcpStream>, put: &Put<'_>, mut progress: impl FnMut(u64)) -> Result<(), Failure> {
     let fd = stream.as_raw_fd();
     let range = put.range;
     let more = if range.len > 0 { libc::MSG_MORE } else { 0 };
@@ -311,7 +353,7 @@ async fn send_request(stream: &TcpStream, put: &Put<'_>, mut progress: impl FnMu
     let mut offset = range.offset;
     let mut first = true;
     let body = BodySender {
-        socket: Arc::new(stream.as_fd().try_clone_to_owned().map_err(Failure::Network)?),
+        socket: stream.clone(),
         file: range.file.clone(),
         cancelled: Arc::new(AtomicBool::new(false)),
         halt: range.halt.clone(),
@@ -340,10 +382,12 @@ async fn send_request(stream: &TcpStream, put: &Put<'_>, mut progress: impl FnMu
 /// included. Here the worker only awaits the call, so the watchdog can
 /// always give up on it.
 struct BodySender {
-    /// A duplicate of the connection's descriptor, so that a call still
-    /// running after the request was given up never writes to a descriptor
-    /// number that has been closed and reused.
-    socket: Arc<OwnedFd>,
+    /// The connection, shared with the calls: one still running after the
+    /// request was given up keeps it open, so it never writes to a
+    /// descriptor number that has been closed and reused. (Shared rather
+    /// than duplicated: a duplicate would take a second descriptor per part
+    /// in flight.)
+    socket: Arc<TcpStream>,
     file: Arc<std::fs::File>,
     /// Set when the request is given up: a call waiting for socket space
     /// stops within `CANCEL_CHECK_MS`.
@@ -386,7 +430,7 @@ impl std::error::Error for EarlyAnswer {}
 
 /// One sendfile call, waiting with poll(2) while the socket is full.
 fn sendfile_waiting(
-    socket: &OwnedFd,
+    socket: &TcpStream,
     file: &std::fs::File,
     offset: u64,
     want: usize,
@@ -601,6 +645,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn out_of_descriptors_kept_connections_to_other_hosts_go_first_then_all() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (one, other) = (Pool::default(), Pool::default());
+        let mut server_ends = Vec::new();
+        for (pool, host) in [(&one, "a.example"), (&one, "a.example"), (&one, "b.example"), (&other, "c.example")] {
+            let ours = TcpStream::connect(addr).await.unwrap();
+            server_ends.push(listener.accept().await.unwrap().0);
+            pool.checkin(host, addr.port(), ours);
+        }
+        // A part to a.example keeps what it can use.
+        one.close_idle_except("a.example", addr.port());
+        assert_eq!((one.kept(), other.kept()), (2, 1));
+        assert!(one.checkout("a.example", addr.port()).is_some());
+        // Anything else needing a descriptor closes every pool's: both are
+        // registered for that. (Not closed here: that would reach the pools
+        // of the tests running beside this one.)
+        let registered = registered_pools();
+        for pool in [&one, &other] {
+            assert!(registered.iter().any(|p| Arc::ptr_eq(p, &pool.idle)));
+        }
+        drop(registered);
+        let weak = Arc::downgrade(&other.idle);
+        drop(other);
+        assert!(weak.upgrade().is_none(), "a pool dropped is not kept alive by the registry");
+    }
+
+    #[tokio::test]
     async fn kept_connections_are_closed_once_idle_too_long_or_closed_by_the_server() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -716,9 +788,9 @@ mod tests {
         file
     }
 
-    fn body_for(stream: &TcpStream, file: std::fs::File) -> BodySender {
+    fn body_for(stream: &Arc<TcpStream>, file: std::fs::File) -> BodySender {
         BodySender {
-            socket: Arc::new(stream.as_fd().try_clone_to_owned().unwrap()),
+            socket: stream.clone(),
             file: Arc::new(file),
             cancelled: Arc::new(AtomicBool::new(false)),
             halt: None,
@@ -737,6 +809,7 @@ mod tests {
             std::io::Read::read_to_end(&mut peer, &mut got).unwrap();
             got
         });
+        let stream = Arc::new(stream);
         let body = body_for(&stream, std::fs::File::open(&path).unwrap());
         let mut offset = 1000u64;
         while offset < data.len() as u64 {
@@ -753,7 +826,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = sparse_file(&dir, 256 << 20);
         let (stream, _peer) = pair().await; // the peer never reads
-        let body = body_for(&stream, file);
+        let body = body_for(&Arc::new(stream), file); // the body holds the only reference
         let socket = Arc::downgrade(&body.socket);
         // Fill the socket until a call has to wait for space.
         let mut offset = 0u64;

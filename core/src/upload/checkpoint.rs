@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -229,9 +229,14 @@ pub enum Loaded {
 }
 
 /// Reads and parses the record. A record that cannot be read or parsed is
-/// an error whose code says which (the reference SDK's codes).
-pub async fn load(path: &Path) -> Result<Loaded> {
-    let bytes = match tokio::fs::read(path).await {
+/// an error whose code says which (the reference SDK's codes). `patience`:
+/// how long to wait for a file descriptor when the process has none left.
+pub async fn load(path: &Path, patience: Duration) -> Result<Loaded> {
+    let owned = path.to_path_buf();
+    let read = tokio::task::spawn_blocking(move || crate::descriptors::retry_blocking(patience, || std::fs::read(&owned)))
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    let bytes = match read {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Loaded::Missing),
         Err(e) => {

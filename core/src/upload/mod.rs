@@ -139,7 +139,15 @@ pub async fn run(req: UploadRequest, client: Arc<Client>, observer: Arc<dyn Obse
     client.check_bucket(&req.bucket)?;
     check_key(&req.key)?;
     check_metadata(req.metadata_json.as_ref())?;
-    let (file, file_size, last_modified) = open_source(&req.upload_file).await?;
+    // Held to the end of the call: past a share of the process's file
+    // descriptors, uploads wait here for their turn (see `descriptors`).
+    let mut stop = control.subscribe();
+    let _admitted = tokio::select! {
+        biased;
+        request = stop_requested(&mut stop) => return Err(stopped_error(request)),
+        admitted = crate::descriptors::admit() => admitted,
+    };
+    let (file, file_size, last_modified) = open_source(&req.upload_file, client.timeout(), &control).await?;
     if let Some(cp) = &req.checkpoint {
         check_record_path(&cp.path, &file).await?;
         if let Some(dir) = cp.path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -152,7 +160,7 @@ pub async fn run(req: UploadRequest, client: Arc<Client>, observer: Arc<dyn Obse
     // upload but a panic waits for the record write under way, so the lock
     // is free when the caller hears the outcome.
     let lock = match &req.checkpoint {
-        Some(cp) => lock::acquire(&cp.path).await?.map(Arc::new),
+        Some(cp) => lock::acquire(&cp.path, client.timeout()).await?.map(Arc::new),
         None => None,
     };
     let outcome = async {
@@ -164,7 +172,7 @@ pub async fn run(req: UploadRequest, client: Arc<Client>, observer: Arc<dyn Obse
             }
             Some(settings) => resume_or_start(&req, settings, &client, &file, file_size, &last_modified, &control).await?,
         };
-        let writer = req.checkpoint.as_ref().map(|s| RecordWriter::new(s.path.clone(), lock.clone()));
+        let writer = req.checkpoint.as_ref().map(|s| RecordWriter::new(s.path.clone(), lock.clone(), client.timeout()));
         let claimed = if resumed { expected_etag(&record, plan) } else { None };
         let session = Session { req: &req, client, observer, control, file, plan, record, writer, started: false, claimed };
         session.drive(resumed).await
@@ -199,16 +207,45 @@ fn check_metadata(metadata: Option<&serde_json::Value>) -> Result<()> {
     }
 }
 
-/// Opens the file to upload: its handle, size and mtime as the record keeps it.
-async fn open_source(upload_file: &str) -> Result<(std::fs::File, u64, String)> {
+/// Opens the file to upload: its handle, size and mtime as the record keeps
+/// it. When the process has no file descriptor left, it waits for one (other
+/// uploads of this process free theirs as they end) for up to `patience`,
+/// or until the call is stopped.
+async fn open_source(upload_file: &str, patience: Duration, control: &Control) -> Result<(std::fs::File, u64, String)> {
+    let since = Instant::now();
+    let mut times = 0;
+    loop {
+        match open_source_once(upload_file).await {
+            Err(OpenFailure::OutOfDescriptors(_)) if since.elapsed() < patience => {
+                let request = control.requested();
+                if request != StopRequest::None {
+                    return Err(stopped_error(request));
+                }
+                crate::descriptors::release_kept_connections();
+                tokio::time::sleep(crate::descriptors::wait(times)).await;
+                times += 1;
+            }
+            Err(OpenFailure::OutOfDescriptors(e)) => return Err(cannot_open(e)),
+            Err(OpenFailure::Other(e)) => return Err(e),
+            Ok(opened) => return Ok(opened),
+        }
+    }
+}
+
+enum OpenFailure {
+    OutOfDescriptors(std::io::Error),
+    Other(Error),
+}
+
+async fn open_source_once(upload_file: &str) -> std::result::Result<(std::fs::File, u64, String), OpenFailure> {
     let path = PathBuf::from(upload_file);
     let meta = match tokio::fs::metadata(&path).await {
         Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::invalid_argument("UploadFile does not exist!")),
-        Err(e) => return Err(cannot_open(e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(OpenFailure::Other(Error::invalid_argument("UploadFile does not exist!"))),
+        Err(e) => return Err(open_failure(e)),
     };
     if !meta.is_file() {
-        return Err(Error::invalid_argument("UploadFile is not a file!"));
+        return Err(OpenFailure::Other(Error::invalid_argument("UploadFile is not a file!")));
     }
     // Size and mtime from the opened file itself: the path may be replaced
     // (saved by a rename) between the look above and the open, and the
@@ -219,13 +256,17 @@ async fn open_source(upload_file: &str) -> Result<(std::fs::File, u64, String)> 
         Ok::<_, std::io::Error>((file, meta))
     })
     .await
-    .map_err(|e| Error::new(ErrorKind::Io, "FileReadError", e.to_string()))?
-    .map_err(cannot_open)?;
+    .map_err(|e| OpenFailure::Other(Error::new(ErrorKind::Io, "FileReadError", e.to_string())))?
+    .map_err(open_failure)?;
     if !meta.is_file() {
-        return Err(Error::invalid_argument("UploadFile is not a file!"));
+        return Err(OpenFailure::Other(Error::invalid_argument("UploadFile is not a file!")));
     }
     let last_modified = checkpoint::utc_string(meta.modified().unwrap_or(std::time::UNIX_EPOCH));
     Ok((file, meta.len(), last_modified))
+}
+
+fn open_failure(e: std::io::Error) -> OpenFailure {
+    if crate::descriptors::exhausted(&e) { OpenFailure::OutOfDescriptors(e) } else { OpenFailure::Other(cannot_open(e)) }
 }
 
 /// Why the file to upload could not be opened. A path that names nothing
@@ -342,7 +383,7 @@ async fn resume_or_start(
     last_modified: &str,
     control: &Control,
 ) -> Result<(Checkpoint, Plan, bool)> {
-    match checkpoint::load(&settings.path).await {
+    match checkpoint::load(&settings.path, client.timeout()).await {
         // A record that cannot be parsed is garbage, removed so that the
         // next call starts clean; one that cannot be read (another user's,
         // say) is left alone.

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
@@ -13,6 +14,9 @@ use crate::error::{Error, Result};
 
 pub struct RecordWriter {
     path: PathBuf,
+    /// How long a write waits for a file descriptor when the process has
+    /// none left (see `descriptors`).
+    patience: Duration,
     /// The upload's hold on the record, kept by every write until it ends.
     lock: Option<Arc<RecordLock>>,
     dirty: bool,
@@ -20,8 +24,8 @@ pub struct RecordWriter {
 }
 
 impl RecordWriter {
-    pub fn new(path: PathBuf, lock: Option<Arc<RecordLock>>) -> Self {
-        RecordWriter { path, lock, dirty: false, writing: None }
+    pub fn new(path: PathBuf, lock: Option<Arc<RecordLock>>, patience: Duration) -> Self {
+        RecordWriter { path, patience, lock, dirty: false, writing: None }
     }
 
     /// The record changed: write it now, or after the write under way.
@@ -37,9 +41,11 @@ impl RecordWriter {
         let bytes = serde_json::to_vec(&*record);
         let path = self.path.clone();
         let lock = self.lock.clone();
+        let patience = self.patience;
         self.dirty = false;
         self.writing = Some(tokio::task::spawn_blocking(move || {
-            checkpoint::save(&path, &bytes.map_err(std::io::Error::other)?, lock.is_some())
+            let bytes = bytes.map_err(std::io::Error::other)?;
+            crate::descriptors::retry_blocking(patience, || checkpoint::save(&path, &bytes, lock.is_some()))
         }));
     }
 

@@ -1,0 +1,148 @@
+//! Running out of file descriptors (EMFILE, ENFILE). Many uploads at once
+//! in a process with a low `ulimit -n` (1024 is a common default, and some
+//! platforms fix it) need more descriptors than the process may hold: a file
+//! per upload, a connection per part in flight, a record and its lock. Most
+//! likely the descriptors are held by this process's own uploads, which
+//! free them as they end; so what needs one waits for one instead of
+//! failing, for as long as `timeout` lets a request go without moving.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+/// Every upload holds a few descriptors for its whole run (the file, the
+/// record's lock) and takes one for each record write; every request in
+/// flight holds a connection, and a connection it ends with may be kept
+/// for the next (the HTTP client's kept connections cannot be closed on
+/// demand). Left alone, connections take every descriptor the limit allows
+/// and a record write or a file to open waits for one that never comes;
+/// too many uploads at once, and what they hold for their whole run leaves
+/// none for connections. So, from the process's descriptor limit when the
+/// first upload starts: at most an eighth of it in uploads at once (the
+/// others wait their turn, first come first served, before they open
+/// anything), and at most a quarter in requests in flight over all
+/// clients. With the limit Node sets itself (the hard limit, often over a
+/// million) neither ever holds anything up.
+const LIMIT_PER_UPLOAD: u64 = 8;
+const LIMIT_PER_REQUEST: u64 = 4;
+
+/// A place among the uploads that run at once; freed when dropped.
+pub(crate) struct Admitted(#[allow(dead_code)] SemaphorePermit<'static>);
+
+/// Waits until this upload may run (see `LIMIT_PER_UPLOAD`).
+pub(crate) async fn admit() -> Admitted {
+    static RUNNING: OnceLock<Semaphore> = OnceLock::new();
+    let running = RUNNING.get_or_init(|| Semaphore::new(share_of_limit(LIMIT_PER_UPLOAD)));
+    Admitted(running.acquire().await.expect("the uploads' semaphore is never closed"))
+}
+
+/// A place among the requests in flight over all clients; freed when dropped.
+pub(crate) struct Connection(#[allow(dead_code)] SemaphorePermit<'static>);
+
+/// Waits until this request may go out (see `LIMIT_PER_REQUEST`).
+pub(crate) async fn connection() -> Connection {
+    static IN_FLIGHT: OnceLock<Semaphore> = OnceLock::new();
+    let in_flight = IN_FLIGHT.get_or_init(|| Semaphore::new(share_of_limit(LIMIT_PER_REQUEST)));
+    Connection(in_flight.acquire().await.expect("the requests' semaphore is never closed"))
+}
+
+/// The process's descriptor limit divided by `per`: at least 4, and as many
+/// as a semaphore holds when there is no limit.
+fn share_of_limit(per: u64) -> usize {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit fills the struct it is given.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 && limit.rlim_cur != libc::RLIM_INFINITY {
+            #[allow(clippy::unnecessary_cast)] // rlim_t is u64 on Linux, not everywhere
+            let soft = limit.rlim_cur as u64;
+            return usize::try_from(soft / per).unwrap_or(usize::MAX).clamp(4, Semaphore::MAX_PERMITS);
+        }
+    }
+    Semaphore::MAX_PERMITS
+}
+
+/// Whether `e` says the process or the system has no file descriptor left.
+pub(crate) fn exhausted(e: &std::io::Error) -> bool {
+    #[cfg(unix)]
+    return matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+    #[cfg(not(unix))]
+    return false;
+}
+
+/// How long to wait before the `times`-th try again for a descriptor: 10 ms,
+/// doubling up to 160 ms, with jitter (many waiters do not try in step).
+pub(crate) fn wait(times: u32) -> Duration {
+    Duration::from_millis(10 << times.min(4)).mul_f64(0.5 + crate::http::random_unit())
+}
+
+/// Closes the connections kept for later requests, all of them: what needs
+/// a descriptor now comes first.
+pub(crate) fn release_kept_connections() {
+    #[cfg(target_os = "linux")]
+    crate::sendfile::close_all_idle();
+}
+
+/// Runs `op` (blocking file system work, on a blocking thread) again while
+/// it fails for want of a descriptor, for up to `patience`; kept
+/// connections are closed before each wait.
+pub(crate) fn retry_blocking<T>(patience: Duration, mut op: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
+    let since = Instant::now();
+    let mut times = 0;
+    loop {
+        match op() {
+            Err(e) if exhausted(&e) && since.elapsed() < patience => {
+                release_kept_connections();
+                std::thread::sleep(wait(times));
+                times += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    fn emfile() -> std::io::Error {
+        std::io::Error::from_raw_os_error(libc::EMFILE)
+    }
+
+    #[test]
+    fn an_operation_short_of_descriptors_is_tried_again_until_it_works() {
+        let mut tries = 0;
+        let got = retry_blocking(Duration::from_secs(5), || {
+            tries += 1;
+            if tries < 4 { Err(emfile()) } else { Ok(tries) }
+        });
+        assert_eq!(got.unwrap(), 4);
+    }
+
+    #[test]
+    fn it_gives_up_after_its_patience_and_other_errors_at_once() {
+        let start = Instant::now();
+        let got: std::io::Result<()> = retry_blocking(Duration::from_millis(300), || Err(emfile()));
+        assert!(exhausted(&got.unwrap_err()));
+        let waited = start.elapsed();
+        assert!(waited >= Duration::from_millis(300) && waited < Duration::from_secs(2), "{waited:?}");
+
+        let mut tries = 0;
+        let got: std::io::Result<()> = retry_blocking(Duration::from_secs(5), || {
+            tries += 1;
+            Err(std::io::Error::from_raw_os_error(libc::EACCES))
+        });
+        assert!(got.is_err());
+        assert_eq!(tries, 1, "an error that is not about descriptors is not waited out");
+    }
+
+    #[test]
+    fn waits_grow_and_stay_short() {
+        for times in 0..30 {
+            let w = wait(times);
+            assert!(w >= Duration::from_millis(5) && w <= Duration::from_millis(240), "{times}: {w:?}");
+        }
+        assert!(wait(0) <= Duration::from_millis(15));
+    }
+}
