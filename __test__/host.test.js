@@ -210,7 +210,7 @@ test('process.exit() while four uploads run ends the process with that code, not
 // 4, in a process limited to 64 file descriptors, of which Node itself holds
 // about 20: they need more than that at once (a file and a lock each, a
 // connection per part in flight). Every one completes: what needs a
-// descriptor waits for one, and uploads past a quarter of the limit wait
+// descriptor waits for one, and uploads past an eighth of the limit wait
 // their turn before they open anything.
 describe.each([
   ['HTTP', null],

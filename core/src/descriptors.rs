@@ -6,7 +6,7 @@
 //! free them as they end; so what needs one waits for one instead of
 //! failing, for as long as `timeout` lets a request go without moving.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -32,9 +32,17 @@ pub(crate) struct Admitted(#[allow(dead_code)] SemaphorePermit<'static>);
 
 /// Waits until this upload may run (see `LIMIT_PER_UPLOAD`).
 pub(crate) async fn admit() -> Admitted {
+    Admitted(running().acquire().await.expect("the uploads' semaphore is never closed"))
+}
+
+/// A place among the uploads that run at once, if one is free now.
+pub(crate) fn try_admit() -> Option<Admitted> {
+    running().try_acquire().ok().map(Admitted)
+}
+
+fn running() -> &'static Semaphore {
     static RUNNING: OnceLock<Semaphore> = OnceLock::new();
-    let running = RUNNING.get_or_init(|| Semaphore::new(share_of_limit(LIMIT_PER_UPLOAD)));
-    Admitted(running.acquire().await.expect("the uploads' semaphore is never closed"))
+    RUNNING.get_or_init(|| Semaphore::new(share_of_limit(LIMIT_PER_UPLOAD)))
 }
 
 /// A place among the requests in flight over all clients; freed when dropped.
@@ -49,6 +57,7 @@ pub(crate) async fn connection() -> Connection {
 
 /// The process's descriptor limit divided by `per`: at least 4, and as many
 /// as a semaphore holds when there is no limit.
+#[cfg_attr(not(unix), allow(unused_variables))]
 fn share_of_limit(per: u64) -> usize {
     #[cfg(unix)]
     {
@@ -64,11 +73,28 @@ fn share_of_limit(per: u64) -> usize {
 }
 
 /// Whether `e` says the process or the system has no file descriptor left.
+#[cfg(unix)]
 pub(crate) fn exhausted(e: &std::io::Error) -> bool {
-    #[cfg(unix)]
-    return matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
-    #[cfg(not(unix))]
-    return false;
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+#[cfg(not(unix))]
+pub(crate) fn exhausted(_e: &std::io::Error) -> bool {
+    false
+}
+
+/// How long a wait for a descriptor may go on (the client's `timeout`), and
+/// what ends it sooner (the call was cancelled or aborted).
+#[derive(Clone)]
+pub(crate) struct Patience {
+    limit: Duration,
+    stopped: Arc<dyn Fn() -> bool + Send + Sync>,
+}
+
+impl Patience {
+    pub(crate) fn new(limit: Duration, stopped: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        Patience { limit, stopped: Arc::new(stopped) }
+    }
 }
 
 /// How long to wait before the `times`-th try again for a descriptor: 10 ms,
@@ -85,15 +111,19 @@ pub(crate) fn release_kept_connections() {
 }
 
 /// Runs `op` (blocking file system work, on a blocking thread) again while
-/// it fails for want of a descriptor, for up to `patience`; kept
+/// it fails for want of a descriptor, as long as `patience` allows; kept
 /// connections are closed before each wait.
-pub(crate) fn retry_blocking<T>(patience: Duration, mut op: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
+pub(crate) fn retry_blocking<T>(patience: &Patience, op: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
+    retry_blocking_with(patience, release_kept_connections, op)
+}
+
+fn retry_blocking_with<T>(patience: &Patience, release: impl Fn(), mut op: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
     let since = Instant::now();
     let mut times = 0;
     loop {
         match op() {
-            Err(e) if exhausted(&e) && since.elapsed() < patience => {
-                release_kept_connections();
+            Err(e) if exhausted(&e) && since.elapsed() < patience.limit && !(patience.stopped)() => {
+                release();
                 std::thread::sleep(wait(times));
                 times += 1;
             }
@@ -110,10 +140,20 @@ mod tests {
         std::io::Error::from_raw_os_error(libc::EMFILE)
     }
 
+    fn patience(limit: Duration) -> Patience {
+        Patience::new(limit, || false)
+    }
+
+    /// Without closing kept connections: that would reach the pools of the
+    /// tests running beside these.
+    fn retry<T>(patience: &Patience, op: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
+        retry_blocking_with(patience, || {}, op)
+    }
+
     #[test]
     fn an_operation_short_of_descriptors_is_tried_again_until_it_works() {
         let mut tries = 0;
-        let got = retry_blocking(Duration::from_secs(5), || {
+        let got = retry(&patience(Duration::from_secs(5)), || {
             tries += 1;
             if tries < 4 { Err(emfile()) } else { Ok(tries) }
         });
@@ -123,18 +163,37 @@ mod tests {
     #[test]
     fn it_gives_up_after_its_patience_and_other_errors_at_once() {
         let start = Instant::now();
-        let got: std::io::Result<()> = retry_blocking(Duration::from_millis(300), || Err(emfile()));
+        let got: std::io::Result<()> = retry(&patience(Duration::from_millis(300)), || Err(emfile()));
         assert!(exhausted(&got.unwrap_err()));
         let waited = start.elapsed();
         assert!(waited >= Duration::from_millis(300) && waited < Duration::from_secs(2), "{waited:?}");
 
         let mut tries = 0;
-        let got: std::io::Result<()> = retry_blocking(Duration::from_secs(5), || {
+        let got: std::io::Result<()> = retry(&patience(Duration::from_secs(5)), || {
             tries += 1;
             Err(std::io::Error::from_raw_os_error(libc::EACCES))
         });
         assert!(got.is_err());
         assert_eq!(tries, 1, "an error that is not about descriptors is not waited out");
+    }
+
+    #[test]
+    fn a_stopped_call_waits_no_more() {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let patience = Patience::new(Duration::from_secs(60), move || flag.load(std::sync::atomic::Ordering::Relaxed));
+        let start = Instant::now();
+        let mut tries = 0;
+        let got: std::io::Result<()> = retry(&patience, || {
+            tries += 1;
+            if tries == 3 {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            Err(emfile())
+        });
+        assert!(exhausted(&got.unwrap_err()));
+        assert_eq!(tries, 3);
+        assert!(start.elapsed() < Duration::from_secs(2));
     }
 
     #[test]

@@ -344,12 +344,12 @@ impl Client {
         })
     }
 
-    /// Swaps the credentials; requests signed from now on use them.
     /// How long a request may go without moving a byte (`timeout`).
     pub fn timeout(&self) -> Duration {
         self.config.timeout
     }
 
+    /// Swaps the credentials; requests signed from now on use them.
     pub fn refresh(&self, credentials: Credentials) {
         *self.credentials.write().unwrap_or_else(|p| p.into_inner()) = credentials;
     }
@@ -465,13 +465,13 @@ impl Client {
         }
     }
 
-    /// Closes the kept sendfile connections that `req` cannot use: for a
-    /// part sent by sendfile, those of this client to other hosts; for any
-    /// other request (which the HTTP client sends), those of every client.
+    /// Closes the kept sendfile connections (of every client) that `req`
+    /// cannot use: for a part sent by sendfile, those to other hosts; for
+    /// any other request (which the HTTP client sends), all of them.
     fn close_idle_connections_but_for(&self, req: &Request) {
         #[cfg(target_os = "linux")]
         match (&self.sendfile, &req.body) {
-            (Some(pool), Body::File(_)) => pool.close_idle_except(&self.host_for(&req.bucket), self.config.endpoint.port),
+            (Some(_), Body::File(_)) => crate::sendfile::close_all_idle_except(&self.host_for(&req.bucket), self.config.endpoint.port),
             _ => crate::descriptors::release_kept_connections(),
         }
         #[cfg(not(target_os = "linux"))]

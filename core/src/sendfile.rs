@@ -78,6 +78,11 @@ struct Kept {
 }
 
 impl Kept {
+    /// Keeps only the connections to `host`:`port`.
+    fn keep_only(&mut self, host: &str, port: u16) {
+        self.by_host.retain(|(h, p), _| h == host && *p == port);
+    }
+
     /// Drops connections idle too long or closed by the server, and hosts
     /// left with none.
     fn sweep(&mut self) {
@@ -116,6 +121,14 @@ pub(crate) fn close_all_idle() {
     }
 }
 
+/// Closes the kept connections of every pool, but for those to `host`:`port`:
+/// a part to that host is short of a descriptor, and can take one of those.
+pub(crate) fn close_all_idle_except(host: &str, port: u16) {
+    for idle in registered_pools() {
+        idle.lock().unwrap_or_else(|p| p.into_inner()).keep_only(host, port);
+    }
+}
+
 /// The kept connections of every pool still in use.
 fn registered_pools() -> Vec<Arc<Mutex<Kept>>> {
     POOLS.lock().unwrap_or_else(|p| p.into_inner()).iter().filter_map(std::sync::Weak::upgrade).collect()
@@ -146,14 +159,6 @@ impl Pool {
         }
     }
 
-    /// Closes the kept connections to hosts other than `host`:`port`. The
-    /// process has run out of descriptors, and a connection kept for
-    /// another host is one this request cannot open; those to its own host
-    /// are left for it (and the requests like it) to take.
-    pub fn close_idle_except(&self, host: &str, port: u16) {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        idle.by_host.retain(|(h, p), _| h == host && *p == port);
-    }
 
     /// Connections kept, over all hosts.
     #[cfg(test)]
@@ -656,7 +661,7 @@ mod tests {
             pool.checkin(host, addr.port(), ours);
         }
         // A part to a.example keeps what it can use.
-        one.close_idle_except("a.example", addr.port());
+        one.idle.lock().unwrap().keep_only("a.example", addr.port());
         assert_eq!((one.kept(), other.kept()), (2, 1));
         assert!(one.checkout("a.example", addr.port()).is_some());
         // Anything else needing a descriptor closes every pool's: both are

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
+
+use crate::descriptors::Patience;
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -231,9 +233,9 @@ pub enum Loaded {
 /// Reads and parses the record. A record that cannot be read or parsed is
 /// an error whose code says which (the reference SDK's codes). `patience`:
 /// how long to wait for a file descriptor when the process has none left.
-pub async fn load(path: &Path, patience: Duration) -> Result<Loaded> {
+pub(crate) async fn load(path: &Path, patience: Patience) -> Result<Loaded> {
     let owned = path.to_path_buf();
-    let read = tokio::task::spawn_blocking(move || crate::descriptors::retry_blocking(patience, || std::fs::read(&owned)))
+    let read = tokio::task::spawn_blocking(move || crate::descriptors::retry_blocking(&patience, || std::fs::read(&owned)))
         .await
         .unwrap_or_else(|e| Err(std::io::Error::other(e)));
     let bytes = match read {

@@ -13,7 +13,7 @@
 #![cfg_attr(not(unix), allow(dead_code))]
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use crate::descriptors::Patience;
 
 use super::checkpoint;
 use crate::error::{Error, ErrorKind, Result};
@@ -65,7 +65,7 @@ pub const LOCK_SUFFIX: &str = ".obs-lock";
 /// another upload.
 /// `patience`: how long to wait for a file descriptor when the process has
 /// none left (see `descriptors`).
-pub async fn acquire(record: &Path, patience: Duration) -> Result<Option<RecordLock>> {
+pub async fn acquire(record: &Path, patience: Patience) -> Result<Option<RecordLock>> {
     let record = record.to_path_buf();
     tokio::task::spawn_blocking(move || acquire_blocking(record, patience))
         .await
@@ -85,7 +85,7 @@ fn lock_error(e: &std::io::Error) -> Error {
 }
 
 #[cfg(unix)]
-fn acquire_blocking(record: PathBuf, patience: Duration) -> Result<Option<RecordLock>> {
+fn acquire_blocking(record: PathBuf, patience: Patience) -> Result<Option<RecordLock>> {
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     use std::os::unix::io::AsRawFd;
 
@@ -102,7 +102,7 @@ fn acquire_blocking(record: PathBuf, patience: Duration) -> Result<Option<Record
     // just before that is locked by nobody but guards nothing, and is
     // opened again. Running out of tries means others keep taking it.
     for _ in 0..16 {
-        let file = match crate::descriptors::retry_blocking(patience, || open(true)) {
+        let file = match crate::descriptors::retry_blocking(&patience, || open(true)) {
             Ok(f) => f,
             Err(e) => match e.raw_os_error() {
                 // Another user's lock file in a shared folder: a read-only
@@ -142,7 +142,7 @@ fn acquire_blocking(record: PathBuf, patience: Duration) -> Result<Option<Record
 }
 
 #[cfg(not(unix))]
-fn acquire_blocking(_record: PathBuf, _patience: Duration) -> Result<Option<RecordLock>> {
+fn acquire_blocking(_record: PathBuf, _patience: Patience) -> Result<Option<RecordLock>> {
     Ok(None)
 }
 
@@ -151,7 +151,9 @@ mod tests {
     use super::*;
     use std::os::unix::fs::FileTypeExt;
 
-    const PATIENCE: Duration = Duration::from_secs(5);
+    fn patience() -> Patience {
+        Patience::new(std::time::Duration::from_secs(5), || false)
+    }
 
     fn record_in(dir: &tempfile::TempDir) -> PathBuf {
         dir.path().join("r.upload_record")
@@ -161,13 +163,13 @@ mod tests {
     async fn a_held_record_is_refused_until_its_holder_is_done() {
         let dir = tempfile::tempdir().unwrap();
         let record = record_in(&dir);
-        let first = acquire(&record, PATIENCE).await.unwrap().expect("a lock where files can be written");
+        let first = acquire(&record, patience()).await.unwrap().expect("a lock where files can be written");
         assert!(lock_path(&record).exists());
-        let second = acquire(&record, PATIENCE).await;
+        let second = acquire(&record, patience()).await;
         assert_eq!(second.err().map(|e| e.code), Some("CheckpointFileInUse".to_string()));
         drop(first);
         assert!(!lock_path(&record).exists(), "the holder removes the lock file");
-        let third = acquire(&record, PATIENCE).await.unwrap();
+        let third = acquire(&record, patience()).await.unwrap();
         assert!(third.is_some());
     }
 
@@ -176,7 +178,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let record = record_in(&dir);
         std::fs::write(lock_path(&record), b"").unwrap();
-        let lock = acquire(&record, PATIENCE).await.unwrap();
+        let lock = acquire(&record, patience()).await.unwrap();
         assert!(lock.is_some());
     }
 
@@ -186,7 +188,7 @@ mod tests {
         let record = record_in(&dir);
         std::fs::write(checkpoint::locked_temp_path(&record), b"{\"torn").unwrap();
         std::fs::write(&record, b"{}").unwrap();
-        let lock = acquire(&record, PATIENCE).await.unwrap();
+        let lock = acquire(&record, patience()).await.unwrap();
         assert!(lock.is_some());
         release(lock.map(std::sync::Arc::new)).await;
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
@@ -200,7 +202,7 @@ mod tests {
         let fifo = std::ffi::CString::new(lock_path(&record).into_os_string().into_encoded_bytes()).unwrap();
         // SAFETY: mkfifo with a valid C string.
         assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
-        let lock = tokio::time::timeout(std::time::Duration::from_secs(5), acquire(&record, PATIENCE)).await.expect("no wait");
+        let lock = tokio::time::timeout(std::time::Duration::from_secs(5), acquire(&record, patience())).await.expect("no wait");
         assert!(lock.unwrap().is_none(), "no lock on a FIFO");
         assert!(std::fs::symlink_metadata(lock_path(&record)).unwrap().file_type().is_fifo(), "left alone");
     }
@@ -212,7 +214,7 @@ mod tests {
         let target = dir.path().join("precious");
         std::fs::write(&target, b"keep").unwrap();
         std::os::unix::fs::symlink(&target, lock_path(&record)).unwrap();
-        let lock = acquire(&record, PATIENCE).await.unwrap();
+        let lock = acquire(&record, patience()).await.unwrap();
         assert!(lock.is_none(), "no lock through a link");
         assert_eq!(std::fs::read(&target).unwrap(), b"keep");
         assert!(std::fs::symlink_metadata(lock_path(&record)).unwrap().file_type().is_symlink(), "the link is left alone");
@@ -231,7 +233,7 @@ mod tests {
             tasks.push(std::thread::spawn(move || {
                 let mut held = 0;
                 for _ in 0..300 {
-                    match acquire_blocking(record.to_path_buf(), PATIENCE) {
+                    match acquire_blocking(record.to_path_buf(), patience()) {
                         Ok(Some(lock)) => {
                             assert_eq!(holders.fetch_add(1, Ordering::SeqCst), 0, "two holders at once");
                             std::thread::yield_now();

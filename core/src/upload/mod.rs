@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use crate::descriptors::Patience;
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::Client;
 use crate::mime;
@@ -141,11 +142,22 @@ pub async fn run(req: UploadRequest, client: Arc<Client>, observer: Arc<dyn Obse
     check_metadata(req.metadata_json.as_ref())?;
     // Held to the end of the call: past a share of the process's file
     // descriptors, uploads wait here for their turn (see `descriptors`).
-    let mut stop = control.subscribe();
-    let _admitted = tokio::select! {
-        biased;
-        request = stop_requested(&mut stop) => return Err(stopped_error(request)),
-        admitted = crate::descriptors::admit() => admitted,
+    let _admitted = match crate::descriptors::try_admit() {
+        Some(admitted) => admitted,
+        None => {
+            let mut stop = control.subscribe();
+            tokio::select! {
+                biased;
+                request = stop_requested(&mut stop) => return Err(stopped_error(request)),
+                admitted = crate::descriptors::admit() => admitted,
+            }
+        }
+    };
+    // Waits for a descriptor end at the client's `timeout`, or when the
+    // call is stopped.
+    let patience = {
+        let control = control.clone();
+        Patience::new(client.timeout(), move || control.requested() != StopRequest::None)
     };
     let (file, file_size, last_modified) = open_source(&req.upload_file, client.timeout(), &control).await?;
     if let Some(cp) = &req.checkpoint {
@@ -160,7 +172,7 @@ pub async fn run(req: UploadRequest, client: Arc<Client>, observer: Arc<dyn Obse
     // upload but a panic waits for the record write under way, so the lock
     // is free when the caller hears the outcome.
     let lock = match &req.checkpoint {
-        Some(cp) => lock::acquire(&cp.path, client.timeout()).await?.map(Arc::new),
+        Some(cp) => lock::acquire(&cp.path, patience.clone()).await?.map(Arc::new),
         None => None,
     };
     let outcome = async {
@@ -170,9 +182,9 @@ pub async fn run(req: UploadRequest, client: Arc<Client>, observer: Arc<dyn Obse
                 let plan = plan::plan_parts(file_size, req.part_size);
                 (new_record(&req, plan, file_size, &last_modified), plan, false)
             }
-            Some(settings) => resume_or_start(&req, settings, &client, &file, file_size, &last_modified, &control).await?,
+            Some(settings) => resume_or_start(&req, settings, &client, &file, file_size, &last_modified, &control, &patience).await?,
         };
-        let writer = req.checkpoint.as_ref().map(|s| RecordWriter::new(s.path.clone(), lock.clone(), client.timeout()));
+        let writer = req.checkpoint.as_ref().map(|s| RecordWriter::new(s.path.clone(), lock.clone(), patience.clone()));
         let claimed = if resumed { expected_etag(&record, plan) } else { None };
         let session = Session { req: &req, client, observer, control, file, plan, record, writer, started: false, claimed };
         session.drive(resumed).await
@@ -374,6 +386,7 @@ async fn check_record_path(path: &std::path::Path, upload: &std::fs::File) -> Re
 /// that does not fit is thrown away (its upload aborted) with an error, so
 /// that the next call starts clean. Returns the record, its plan, and
 /// whether it was resumed from disk.
+#[allow(clippy::too_many_arguments)]
 async fn resume_or_start(
     req: &UploadRequest,
     settings: &CheckpointSettings,
@@ -382,8 +395,9 @@ async fn resume_or_start(
     file_size: u64,
     last_modified: &str,
     control: &Control,
+    patience: &Patience,
 ) -> Result<(Checkpoint, Plan, bool)> {
-    match checkpoint::load(&settings.path, client.timeout()).await {
+    match checkpoint::load(&settings.path, patience.clone()).await {
         // A record that cannot be parsed is garbage, removed so that the
         // next call starts clean; one that cannot be read (another user's,
         // say) is left alone.
@@ -960,7 +974,8 @@ mod tests {
         let config = ClientConfig::from_options(&ClientOptions { server: Some("http://127.0.0.1:1".into()), ..Default::default() }).unwrap();
         let client = Client::new(config, Credentials { access_key: "a".into(), secret_key: "s".into(), security_token: None }).unwrap();
         let write_only = Arc::new(std::fs::OpenOptions::new().write(true).open(&data).unwrap());
-        let e = resume_or_start(&req, &settings, &client, &write_only, size, last_modified, &Control::default()).await.unwrap_err();
+        let patience = Patience::new(Duration::from_secs(5), || false);
+        let e = resume_or_start(&req, &settings, &client, &write_only, size, last_modified, &Control::default(), &patience).await.unwrap_err();
         assert_eq!(e.code, "FileReadError", "{e:?}");
         let kept = std::fs::read(&settings.path).unwrap();
         assert_eq!(kept, serde_json::to_vec(&record).unwrap(), "the record is left as it was");

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use crate::descriptors::Patience;
 
 use tokio::task::JoinHandle;
 
@@ -16,7 +16,7 @@ pub struct RecordWriter {
     path: PathBuf,
     /// How long a write waits for a file descriptor when the process has
     /// none left (see `descriptors`).
-    patience: Duration,
+    patience: Patience,
     /// The upload's hold on the record, kept by every write until it ends.
     lock: Option<Arc<RecordLock>>,
     dirty: bool,
@@ -24,7 +24,7 @@ pub struct RecordWriter {
 }
 
 impl RecordWriter {
-    pub fn new(path: PathBuf, lock: Option<Arc<RecordLock>>, patience: Duration) -> Self {
+    pub fn new(path: PathBuf, lock: Option<Arc<RecordLock>>, patience: Patience) -> Self {
         RecordWriter { path, patience, lock, dirty: false, writing: None }
     }
 
@@ -41,11 +41,11 @@ impl RecordWriter {
         let bytes = serde_json::to_vec(&*record);
         let path = self.path.clone();
         let lock = self.lock.clone();
-        let patience = self.patience;
+        let patience = self.patience.clone();
         self.dirty = false;
         self.writing = Some(tokio::task::spawn_blocking(move || {
             let bytes = bytes.map_err(std::io::Error::other)?;
-            crate::descriptors::retry_blocking(patience, || checkpoint::save(&path, &bytes, lock.is_some()))
+            crate::descriptors::retry_blocking(&patience, || checkpoint::save(&path, &bytes, lock.is_some()))
         }));
     }
 
