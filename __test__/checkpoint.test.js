@@ -285,3 +285,36 @@ describe('one upload per record at a time', () => {
     await h.expectUploaded(server, params.Key, file);
   });
 });
+
+// A record that cannot be written mid-upload (a full disk, its folder
+// removed) no longer ends the upload: the parts go on, the record on disk
+// (if any is left) still points to the upload, and a resume from it would
+// find the parts sent since in the server's list. Before, the upload was
+// aborted and every part sent was thrown away.
+test('the record\'s folder is replaced by a file after part 1: the upload goes on to the end, and the file is left alone', async () => {
+  const file = h.makeFile(dir, 4 * PART);
+  const key = h.uniqueKey('unwritable');
+  const folder = fs.mkdtempSync(path.join(dir, 'records-'));
+  const record = path.join(folder, 'r.upload_record');
+  await server.addFault({ method: 'PUT', path_contains: key, query: { partNumber: null }, times: 1000, action: { delay_ms: 300 } });
+  const call = client.uploadFile({ Bucket: h.BUCKET, Key: key, UploadFile: file, PartSize: PART, TaskNum: 1, EnableCheckpoint: true, CheckpointFile: record });
+  const partsDone = () => {
+    try {
+      return Object.values(JSON.parse(fs.readFileSync(record, 'utf8')).partsMeta).filter((p) => p.isCompleted).length;
+    } catch (_) {
+      return 0;
+    }
+  };
+  const deadline = Date.now() + 10000;
+  while (partsDone() < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  expect(partsDone()).toBeGreaterThanOrEqual(1);
+  expect(partsDone()).toBeLessThan(4);
+  fs.rmSync(folder, { recursive: true, force: true });
+  fs.writeFileSync(folder, 'not a folder');
+
+  const result = await call;
+  expect(result.CommonMsg.Status).toBe(200);
+  await h.expectUploaded(server, key, file);
+  expect(fs.readFileSync(folder, 'utf8')).toBe('not a folder');
+  expect((await h.partPuts(server)).filter((r) => r.path.endsWith(`/${key}`))).toHaveLength(4);
+});

@@ -746,10 +746,10 @@ impl Session<'_> {
     }
 
     async fn complete(&mut self, sig: Signature, upload_id: &str) -> Next {
-        if let Some(w) = self.writer.as_mut()
-            && let Err(e) = w.flush(&mut self.record).await
-        {
-            return Next::Fail(e);
+        // The record is written before the complete where it can be; one
+        // that cannot (a full disk) is about to be removed anyway.
+        if let Some(w) = self.writer.as_mut() {
+            let _ = w.flush(&mut self.record).await;
         }
         let parts = match completed_parts(&self.record, self.plan.part_count) {
             Ok(p) => p,

@@ -111,11 +111,12 @@ pub async fn send_parts(
         tokio::select! {
             biased;
             Ok(()) = stop.changed() => {}
-            r = async { writer.as_mut().expect("writing implies a writer").write_finished(record).await }, if writing => {
-                if let Err(e) = r {
-                    break Some(End::Fatal(e));
-                }
-            }
+            // A record write that fails (a full disk, the folder removed)
+            // does not stop the parts: the record on disk stays as it was,
+            // still pointing to this upload, and a resume from it finds the
+            // parts sent since in the server's list. The next change
+            // writes it again.
+            _ = async { writer.as_mut().expect("writing implies a writer").write_finished(record).await }, if writing => {}
             Some((n, result)) = inflight.next() => {
                 match result {
                     Ok(etag) => {
