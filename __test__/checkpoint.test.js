@@ -318,3 +318,65 @@ test('the record\'s folder is replaced by a file after part 1: the upload goes o
   expect(fs.readFileSync(folder, 'utf8')).toBe('not a folder');
   expect((await h.partPuts(server)).filter((r) => r.path.endsWith(`/${key}`))).toHaveLength(4);
 });
+
+describe('the record cannot be written, then the upload is cancelled', () => {
+  /** Starts an upload of 4 slow parts and resolves once part 1 is recorded. */
+  async function startSlow(folder) {
+    const file = h.makeFile(dir, 4 * PART);
+    const key = h.uniqueKey('unwritable-cancel');
+    const record = path.join(folder, 'r.upload_record');
+    await server.addFault({ method: 'PUT', path_contains: key, query: { partNumber: null }, times: 1000, action: { delay_ms: 300 } });
+    let handle;
+    const params = { Bucket: h.BUCKET, Key: key, UploadFile: file, PartSize: PART, TaskNum: 1, EnableCheckpoint: true, CheckpointFile: record };
+    const call = h.uploadWithCallback(client, { ...params, ResumeCallback: (hd) => (handle = hd) });
+    const partsDone = () => {
+      try {
+        return Object.values(JSON.parse(fs.readFileSync(record, 'utf8')).partsMeta).filter((p) => p.isCompleted).length;
+      } catch (_) {
+        return 0;
+      }
+    };
+    const deadline = Date.now() + 10000;
+    while ((partsDone() < 1 || !handle) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(partsDone()).toBeGreaterThanOrEqual(1);
+    expect(partsDone()).toBeLessThan(4);
+    return { file, key, record, params, call, cancel: () => handle.cancel() };
+  }
+
+  test('with no record left on disk (its folder replaced by a file): the upload is aborted, nothing is left, and the error names it', async () => {
+    const folder = fs.mkdtempSync(path.join(dir, 'records-'));
+    const run = await startSlow(folder);
+    fs.rmSync(folder, { recursive: true, force: true });
+    fs.writeFileSync(folder, 'not a folder');
+    // A part recorded after the folder went fails to write; then the cancel.
+    await new Promise((r) => setTimeout(r, 400));
+    run.cancel();
+    const { err } = await run.call;
+    expect(err.code).toBe('WriteCheckpointFileError');
+    expect(err.uploadId).toEqual(expect.any(String));
+    expect(await h.newUploads(server)).toEqual([]);
+    expect(fs.readFileSync(folder, 'utf8')).toBe('not a folder');
+  });
+
+  test('with an older record still on disk (its writes refused): the cancel keeps the upload, and the next call resumes from that record', async () => {
+    const folder = fs.mkdtempSync(path.join(dir, 'records-'));
+    const run = await startSlow(folder);
+    // A folder at the record's temporary name: every later write fails, the
+    // record written after part 1 stays.
+    const planted = path.join(folder, '.r.upload_record.obs-tmp');
+    fs.mkdirSync(planted);
+    await new Promise((r) => setTimeout(r, 400));
+    run.cancel();
+    const { err } = await run.call;
+    expect(err.code).toBe('Upload suspened');
+    const kept = JSON.parse(fs.readFileSync(run.record, 'utf8'));
+    expect(await h.newUploads(server)).toEqual([kept.uploadId]);
+
+    fs.rmdirSync(planted);
+    await server.clearFaults();
+    const result = await client.uploadFile(run.params);
+    expect(result.CommonMsg.Status).toBe(200);
+    await h.expectUploaded(server, run.key, run.file);
+    expect(fs.existsSync(run.record)).toBe(false);
+  });
+});

@@ -255,6 +255,15 @@ pub(crate) async fn load(path: &Path, patience: Patience) -> Result<Loaded> {
     }
 }
 
+/// Whether the file at `path` is a record of the upload `upload_id` (an
+/// older one will do: a resume from it finds the parts sent since).
+pub(crate) async fn points_to(path: &Path, upload_id: &str) -> bool {
+    match tokio::fs::read(path).await {
+        Ok(bytes) => serde_json::from_slice::<Checkpoint>(&bytes).is_ok_and(|cp| cp.upload_id.as_deref() == Some(upload_id)),
+        Err(_) => false,
+    }
+}
+
 /// Replaces the record atomically: a temporary file beside it, written in
 /// full with mode 0600, then renamed over it. A crash leaves the old record
 /// or the new one, never a torn one.

@@ -746,8 +746,10 @@ impl Session<'_> {
     }
 
     async fn complete(&mut self, sig: Signature, upload_id: &str) -> Next {
-        // The record is written before the complete where it can be; one
-        // that cannot (a full disk) is about to be removed anyway.
+        // The record is written before the complete where it can be. One
+        // that cannot (a full disk) does not hold the complete up: once it
+        // succeeds the record is removed, and if it fails, `keep_or_abort`
+        // sees to the upload.
         if let Some(w) = self.writer.as_mut() {
             let _ = w.flush(&mut self.record).await;
         }
@@ -789,10 +791,6 @@ impl Session<'_> {
                 Next::Fail(self.keep_or_abort(sig, upload_id, e).await)
             }
             End::Fatal(e) if e.kind == ErrorKind::Service && !e.retryable => self.refused(sig, upload_id, e).await,
-            End::Fatal(e) if e.code == "WriteCheckpointFileError" => {
-                let _ = self.abort_and_forget(sig, upload_id).await;
-                Next::Fail(e.with_upload_id(upload_id))
-            }
             End::Fatal(e) => {
                 let e = incomplete(e, self.writer.is_some());
                 Next::Fail(self.keep_or_abort(sig, upload_id, e).await)
@@ -864,12 +862,23 @@ impl Session<'_> {
 
     /// With a record: keep it (flushed) and the upload, for the next call.
     /// Without: abort the upload, since nothing could resume it. Returns
-    /// `e`, or the record's write error.
+    /// `e`. A record that cannot be written now (a full disk, its folder
+    /// removed) keeps the upload only while an older record of it is still
+    /// on disk (a resume from it finds the parts sent since); with none
+    /// there, the upload is aborted and the write error returned.
     async fn keep_or_abort(&mut self, sig: Signature, upload_id: &str, e: Error) -> Error {
         match self.writer.as_mut() {
             Some(w) => {
                 if let Err(write) = w.flush(&mut self.record).await {
-                    return write;
+                    let kept = match &self.req.checkpoint {
+                        Some(cp) => checkpoint::points_to(&cp.path, upload_id).await,
+                        None => false,
+                    };
+                    if kept {
+                        return e.with_upload_id(upload_id);
+                    }
+                    let _ = self.abort_and_forget(sig, upload_id).await;
+                    return write.with_upload_id(upload_id);
                 }
             }
             None => {

@@ -61,10 +61,16 @@ impl RecordWriter {
         if let Some(h) = self.writing.as_mut() {
             let outcome = h.await;
             self.writing = None;
-            match outcome {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(Error::io("WriteCheckpointFileError", "cannot write the checkpoint file", &e)),
-                Err(e) => return Err(Error::io("WriteCheckpointFileError", "cannot write the checkpoint file", &std::io::Error::other(e))),
+            let failed = match outcome {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e),
+                Err(e) => Some(std::io::Error::other(e)),
+            };
+            if let Some(e) = failed {
+                // What it held is not on disk: the next write (the next
+                // change, or a flush) tries again.
+                self.dirty = true;
+                return Err(Error::io("WriteCheckpointFileError", "cannot write the checkpoint file", &e));
             }
         }
         if self.dirty {

@@ -49,7 +49,8 @@ pub enum End {
     /// the others were sent.
     PartsFailed(Error),
     /// A failure that sending more cannot fix (the server refused a part,
-    /// the file could not be read, the record could not be written).
+    /// the file could not be read). A record that could not be written is
+    /// not one: the parts go on, and the next change writes it again.
     Fatal(Error),
     /// The caller cancelled or aborted.
     Stopped(StopRequest),
