@@ -296,15 +296,9 @@ test('the record\'s folder is replaced by a file after part 1: the upload goes o
   const key = h.uniqueKey('unwritable');
   const folder = fs.mkdtempSync(path.join(dir, 'records-'));
   const record = path.join(folder, 'r.upload_record');
-  await server.addFault({ method: 'PUT', path_contains: key, query: { partNumber: null }, times: 1000, action: { delay_ms: 300 } });
+  await h.slowParts(server, key, 300);
   const call = client.uploadFile({ Bucket: h.BUCKET, Key: key, UploadFile: file, PartSize: PART, TaskNum: 1, EnableCheckpoint: true, CheckpointFile: record });
-  const partsDone = () => {
-    try {
-      return Object.values(JSON.parse(fs.readFileSync(record, 'utf8')).partsMeta).filter((p) => p.isCompleted).length;
-    } catch (_) {
-      return 0;
-    }
-  };
+  const partsDone = () => h.partsRecorded(record);
   const deadline = Date.now() + 10000;
   while (partsDone() < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   expect(partsDone()).toBeGreaterThanOrEqual(1);
@@ -325,17 +319,11 @@ describe('the record cannot be written, then the upload is cancelled', () => {
     const file = h.makeFile(dir, 4 * PART);
     const key = h.uniqueKey('unwritable-cancel');
     const record = path.join(folder, 'r.upload_record');
-    await server.addFault({ method: 'PUT', path_contains: key, query: { partNumber: null }, times: 1000, action: { delay_ms: 300 } });
+    await h.slowParts(server, key, 300);
     let handle;
     const params = { Bucket: h.BUCKET, Key: key, UploadFile: file, PartSize: PART, TaskNum: 1, EnableCheckpoint: true, CheckpointFile: record };
     const call = h.uploadWithCallback(client, { ...params, ResumeCallback: (hd) => (handle = hd) });
-    const partsDone = () => {
-      try {
-        return Object.values(JSON.parse(fs.readFileSync(record, 'utf8')).partsMeta).filter((p) => p.isCompleted).length;
-      } catch (_) {
-        return 0;
-      }
-    };
+    const partsDone = () => h.partsRecorded(record);
     const deadline = Date.now() + 10000;
     while ((partsDone() < 1 || !handle) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     expect(partsDone()).toBeGreaterThanOrEqual(1);

@@ -144,6 +144,23 @@ function useServer(options = {}) {
   return ctx;
 }
 
+/**
+ * How many parts the record at `record` holds as done; 0 while there is no
+ * record, or while it is being replaced.
+ */
+function partsRecorded(record) {
+  try {
+    return Object.values(JSON.parse(fs.readFileSync(record, 'utf8')).partsMeta).filter((p) => p.isCompleted).length;
+  } catch (_) {
+    return 0;
+  }
+}
+
+/** Every part PUT of `key` waits `ms` at the server before it is read. */
+function slowParts(server, key, ms) {
+  return server.addFault({ method: 'PUT', path_contains: key, query: { partNumber: null }, times: 1000, action: { delay_ms: ms } });
+}
+
 /** Runs uploadFile in callback form; resolves with `{err, result}`. */
 function uploadWithCallback(client, params) {
   return new Promise((resolve) => client.uploadFile(params, (err, result) => resolve({ err, result })));
@@ -186,5 +203,7 @@ module.exports = {
   expectUploaded,
   partPuts,
   sealRecord,
+  partsRecorded,
+  slowParts,
   uploadWithCallback,
 };

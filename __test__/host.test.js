@@ -31,7 +31,7 @@ beforeAll(() => {
 });
 
 /** Every part PUT of `key` waits 200 ms at the server before it is read. */
-const slowParts = (key) => ctx.server.addFault({ method: 'PUT', path_contains: key, query: { partNumber: null }, times: 1000, action: { delay_ms: 200 } });
+const slowParts = (key) => h.slowParts(ctx.server, key, 200);
 
 /** Starts an upload in a worker; with exitAtProgress the worker calls process.exit(9) once progressAt bytes were reported. */
 function startWorker(params, progressAt, exitAtProgress = false) {
@@ -85,14 +85,7 @@ test('a worker terminated mid-upload with a checkpoint: the upload stops and kee
   await slowParts(key);
   const params = { Bucket: BUCKET, Key: key, UploadFile: file, PartSize: 5 * MB, TaskNum: 2, EnableCheckpoint: true, CheckpointFile: record };
   const run = startWorker(params);
-  const completedInRecord = () => {
-    try {
-      return Object.values(JSON.parse(fs.readFileSync(record, 'utf8')).partsMeta).filter((p) => p.isCompleted).length;
-    } catch (_) {
-      return 0; // not written yet, or being replaced
-    }
-  };
-  await until('a part recorded as done', () => completedInRecord() >= 1);
+  await until('a part recorded as done', () => h.partsRecorded(record) >= 1);
   await run.worker.terminate();
 
   // Long enough for the 5 parts left to be stored and completed (about 0.6 s)

@@ -95,6 +95,11 @@ impl Patience {
     pub(crate) fn new(limit: Duration, stopped: impl Fn() -> bool + Send + Sync + 'static) -> Self {
         Patience { limit, stopped: Arc::new(stopped) }
     }
+
+    /// Whether a wait that began at `since` may go on.
+    pub(crate) fn allows(&self, since: Instant) -> bool {
+        since.elapsed() < self.limit && !(self.stopped)()
+    }
 }
 
 /// How long to wait before the `times`-th try again for a descriptor: 10 ms,
@@ -122,7 +127,7 @@ fn retry_blocking_with<T>(patience: &Patience, release: impl Fn(), mut op: impl 
     let mut times = 0;
     loop {
         match op() {
-            Err(e) if exhausted(&e) && since.elapsed() < patience.limit && !(patience.stopped)() => {
+            Err(e) if exhausted(&e) && patience.allows(since) => {
                 release();
                 std::thread::sleep(wait(times));
                 times += 1;

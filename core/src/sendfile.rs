@@ -869,6 +869,15 @@ mod tests {
         (port, server)
     }
 
+    /// A sparse file of `len` bytes as a range with a halt flag, and the
+    /// head of a PUT of it to 127.0.0.1:`port`.
+    fn haltable_put(dir: &tempfile::TempDir, port: u16, len: u64) -> (Arc<AtomicBool>, FileRange, String) {
+        let halt = Arc::new(AtomicBool::new(false));
+        let range = FileRange { file: Arc::new(sparse_file(dir, len)), offset: 0, len, sent: None, halt: Some(halt.clone()) };
+        let head = format!("PUT /b/k HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {len}\r\n\r\n");
+        (halt, range, head)
+    }
+
     fn put_of<'a>(port: u16, head: &'a str, range: &'a FileRange, activity: &'a Activity, attempt: &'a Attempt) -> Put<'a> {
         Put { host: "127.0.0.1", port, head: head.as_bytes(), range, activity, attempt }
     }
@@ -880,10 +889,8 @@ mod tests {
         let (go, wait) = std::sync::mpsc::channel();
         // Reads no body; answers only after the halt, which is not waited for.
         let (port, _server) = one_answer_server(0, "403 Forbidden", wait);
-        let halt = Arc::new(AtomicBool::new(false));
-        let range = FileRange { file: Arc::new(sparse_file(&dir, len)), offset: 0, len, sent: None, halt: Some(halt.clone()) };
+        let (halt, range, head) = haltable_put(&dir, port, len);
         let (activity, attempt) = (Activity::new(), Attempt::new(None));
-        let head = format!("PUT /b/k HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {len}\r\n\r\n");
         let put = put_of(port, &head, &range, &activity, &attempt);
         let pool = Pool::default();
         let halting = async {
@@ -914,10 +921,8 @@ mod tests {
         let len = 1u64 << 20;
         let (go, wait) = std::sync::mpsc::channel();
         let (port, server) = one_answer_server(len as usize, "200 OK", wait);
-        let halt = Arc::new(AtomicBool::new(false));
-        let range = FileRange { file: Arc::new(sparse_file(&dir, len)), offset: 0, len, sent: None, halt: Some(halt.clone()) };
+        let (halt, range, head) = haltable_put(&dir, port, len);
         let (activity, attempt) = (Activity::new(), Attempt::new(None));
-        let head = format!("PUT /b/k HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {len}\r\n\r\n");
         let put = put_of(port, &head, &range, &activity, &attempt);
         let pool = Pool::default();
         let halting = async {

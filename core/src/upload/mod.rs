@@ -159,7 +159,7 @@ pub async fn run(req: UploadRequest, client: Arc<Client>, observer: Arc<dyn Obse
         let control = control.clone();
         Patience::new(client.timeout(), move || control.requested() != StopRequest::None)
     };
-    let (file, file_size, last_modified) = open_source(&req.upload_file, client.timeout(), &control).await?;
+    let (file, file_size, last_modified) = open_source(&req.upload_file, &patience, &control).await?;
     if let Some(cp) = &req.checkpoint {
         check_record_path(&cp.path, &file).await?;
         if let Some(dir) = cp.path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -221,18 +221,17 @@ fn check_metadata(metadata: Option<&serde_json::Value>) -> Result<()> {
 
 /// Opens the file to upload: its handle, size and mtime as the record keeps
 /// it. When the process has no file descriptor left, it waits for one (other
-/// uploads of this process free theirs as they end) for up to `patience`,
-/// or until the call is stopped.
-async fn open_source(upload_file: &str, patience: Duration, control: &Control) -> Result<(std::fs::File, u64, String)> {
+/// uploads of this process free theirs as they end) as long as `patience`
+/// allows; a call stopped meanwhile ends as stopped.
+async fn open_source(upload_file: &str, patience: &Patience, control: &Control) -> Result<(std::fs::File, u64, String)> {
     let since = Instant::now();
     let mut times = 0;
     loop {
         match open_source_once(upload_file).await {
-            Err(OpenFailure::OutOfDescriptors(_)) if since.elapsed() < patience => {
-                let request = control.requested();
-                if request != StopRequest::None {
-                    return Err(stopped_error(request));
-                }
+            Err(OpenFailure::OutOfDescriptors(_)) if control.requested() != StopRequest::None => {
+                return Err(stopped_error(control.requested()));
+            }
+            Err(OpenFailure::OutOfDescriptors(_)) if patience.allows(since) => {
                 crate::descriptors::release_kept_connections();
                 tokio::time::sleep(crate::descriptors::wait(times)).await;
                 times += 1;
