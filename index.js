@@ -140,6 +140,10 @@ function toNativeOptions(param) {
     maxConnections: int(p.max_connections),
     userAgent: p.user_agent ? userAgent(p.user_agent) : undefined,
     proxy: p.proxy ? text('proxy', p.proxy) : undefined,
+    // Read here, from this realm's environment, when the client is made:
+    // part bodies through buffers instead of sendfile (for comparison and
+    // diagnosis).
+    sendfile: process.env.OBS_NATIVE_SENDFILE === '0' ? false : undefined,
   };
 }
 

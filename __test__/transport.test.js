@@ -123,3 +123,31 @@ test('a proxy that is not there is named in the error, without its password', as
   expect(String(err)).not.toContain('pr0xy-pw');
   expect(await h.newUploads(server)).toEqual([]);
 });
+
+// Many small uploads at once, one after another (a folder of small files,
+// say): the connections the first round made are kept and used again by
+// the next, on either transport, instead of a new connection per request.
+// Over sendfile the HTTP client carries only initiates and completes; it
+// used to keep two idle connections per host, so each later round of 12
+// opened about 20 new connections.
+test.each(TRANSPORTS)('%s: many small uploads at once keep their connections for the next ones', async (_, value) => {
+  const client = clientWith(value);
+  const file = h.makeFile(dir, 64 * 1024);
+  const round = async (name) => {
+    const keys = Array.from({ length: 12 }, (_, i) => h.uniqueKey(`${name}-${i}`));
+    const results = await Promise.all(keys.map((Key) => client.uploadFile({ Bucket: h.BUCKET, Key, UploadFile: file })));
+    for (const r of results) expect(r.CommonMsg.Status).toBe(200);
+    for (const key of keys) await h.expectUploaded(server, key, file);
+  };
+  await round('warm');
+  // Connections are numbered as the server accepts them.
+  const before = Math.max(...(await server.stats()).requests.map((r) => r.connection));
+  await server.resetStats();
+  await round('again');
+  const ours = (await server.stats()).requests.filter((r) => r.method !== 'GET');
+  expect(ours).toHaveLength(3 * 12); // initiate, part and complete each
+  const opened = new Set(ours.map((r) => r.connection).filter((id) => id > before));
+  // A few at most: this round may have more requests in flight at once
+  // than the first had.
+  expect(opened.size).toBeLessThanOrEqual(3);
+});

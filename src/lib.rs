@@ -37,6 +37,7 @@ pub struct NativeClientOptions {
     pub max_connections: Option<f64>,
     pub user_agent: Option<String>,
     pub proxy: Option<String>,
+    pub sendfile: Option<bool>,
 }
 
 /// uploadFile parameters, validated and coerced by index.js.
@@ -180,6 +181,7 @@ fn to_core_options(o: NativeClientOptions) -> ClientOptions {
         max_connections: count(o.max_connections).map(|n| n as usize),
         user_agent: o.user_agent,
         proxy: o.proxy,
+        sendfile: o.sendfile,
     }
 }
 

@@ -29,6 +29,10 @@ pub struct ClientOptions {
     pub user_agent: Option<String>,
     /// An HTTP proxy every request goes through (`http://host:port`).
     pub proxy: Option<String>,
+    /// `false` sends part bodies through buffers even where sendfile could
+    /// carry them (plain HTTP on Linux); index.js sets it from
+    /// `OBS_NATIVE_SENDFILE=0`.
+    pub sendfile: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -67,6 +71,8 @@ pub struct ClientConfig {
     pub max_connections: usize,
     pub user_agent: String,
     pub proxy: Option<String>,
+    /// Part bodies may go with sendfile (see `http::Client::new`).
+    pub sendfile: bool,
 }
 
 /// The longest idle timeout honoured (a year).
@@ -163,6 +169,7 @@ impl ClientConfig {
             max_connections: o.max_connections.filter(|n| *n > 0).unwrap_or(1000),
             user_agent: o.user_agent.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| DEFAULT_USER_AGENT.to_string()),
             proxy: o.proxy.clone().filter(|s| !s.is_empty()),
+            sendfile: o.sendfile.unwrap_or(true),
         })
     }
 }

@@ -55,21 +55,37 @@ pub(crate) async fn connection() -> Connection {
     Connection(in_flight.acquire().await.expect("the requests' semaphore is never closed"))
 }
 
+/// Idle connections the HTTP client may keep per host when it carries only
+/// the small requests (initiate, complete, list, abort) because part bodies
+/// go by sendfile on connections of their own: a 64th of the descriptor
+/// limit, at least 2. A burst of small requests (200 uploads starting at
+/// once) must not leave hundreds of idle sockets holding the descriptors
+/// the parts need under a low limit (they cannot be closed on demand); under
+/// Node's own limit, many small uploads at once keep their connections
+/// instead of opening one per request.
+pub(crate) fn small_requests_idle() -> usize {
+    const LIMIT_PER_IDLE: u64 = 64;
+    soft_limit().map_or(usize::MAX, |soft| usize::try_from(soft / LIMIT_PER_IDLE).unwrap_or(usize::MAX).max(2))
+}
+
 /// The process's descriptor limit divided by `per`: at least 4, and as many
 /// as a semaphore holds when there is no limit.
-#[cfg_attr(not(unix), allow(unused_variables))]
 fn share_of_limit(per: u64) -> usize {
+    soft_limit().map_or(Semaphore::MAX_PERMITS, |soft| usize::try_from(soft / per).unwrap_or(usize::MAX).clamp(4, Semaphore::MAX_PERMITS))
+}
+
+/// The process's soft descriptor limit, if it has one.
+fn soft_limit() -> Option<u64> {
     #[cfg(unix)]
     {
         let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
         // SAFETY: getrlimit fills the struct it is given.
         if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 && limit.rlim_cur != libc::RLIM_INFINITY {
             #[allow(clippy::unnecessary_cast)] // rlim_t is u64 on Linux, not everywhere
-            let soft = limit.rlim_cur as u64;
-            return usize::try_from(soft / per).unwrap_or(usize::MAX).clamp(4, Semaphore::MAX_PERMITS);
+            return Some(limit.rlim_cur as u64);
         }
     }
-    Semaphore::MAX_PERMITS
+    None
 }
 
 /// Whether `e` says the process or the system has no file descriptor left.

@@ -266,16 +266,9 @@ const AES_128_GCM: [rustls::CipherSuite; 3] = [
     rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
 ];
 
-/// Idle connections kept per host by the HTTP client when part bodies go
-/// by sendfile on connections of their own: the HTTP client then carries
-/// only the few small requests (initiate, complete, list, abort), and a
-/// burst of them (200 uploads starting at once) must not leave hundreds of
-/// idle sockets holding the descriptors the parts need.
-const SMALL_REQUESTS_IDLE: usize = 2;
-
 /// One connection pool per distinct TLS (and CA file version), proxy and timeout setting (the
 /// connect timeout belongs to the pool), and whether it carries small requests only (see
-/// `SMALL_REQUESTS_IDLE`); shared by all clients.
+/// `descriptors::small_requests_idle`); shared by all clients.
 fn shared_http(config: &ClientConfig, small_requests_only: bool) -> Result<reqwest::Client> {
     type Key = (SslVerify, Option<(u64, Option<SystemTime>)>, Option<String>, Duration, bool);
     static POOLS: OnceLock<Mutex<HashMap<Key, reqwest::Client>>> = OnceLock::new();
@@ -298,7 +291,7 @@ fn shared_http(config: &ClientConfig, small_requests_only: bool) -> Result<reqwe
         .connect_timeout(config.timeout)
         .no_proxy();
     if small_requests_only {
-        b = b.pool_max_idle_per_host(SMALL_REQUESTS_IDLE);
+        b = b.pool_max_idle_per_host(crate::descriptors::small_requests_idle());
     }
     b = match &config.ssl_verify {
         SslVerify::Off => b.tls_danger_accept_invalid_certs(true),
@@ -322,7 +315,7 @@ fn shared_http(config: &ClientConfig, small_requests_only: bool) -> Result<reqwe
 impl Client {
     pub fn new(config: ClientConfig, credentials: Credentials) -> Result<Self> {
         #[cfg(target_os = "linux")]
-        let sendfile = (!config.endpoint.secure && config.proxy.is_none() && crate::sendfile::enabled_by_env())
+        let sendfile = (!config.endpoint.secure && config.proxy.is_none() && config.sendfile)
             .then(crate::sendfile::Pool::default);
         #[cfg(target_os = "linux")]
         let http = shared_http(&config, sendfile.is_some())?;

@@ -42,12 +42,6 @@ const MAX_INTERIM: usize = 16;
 /// A response head larger than this is refused.
 const MAX_HEAD: usize = 64 * 1024;
 
-/// Whether part bodies go out with sendfile: on unless the environment
-/// says `OBS_NATIVE_SENDFILE=0` (kept for comparison and diagnosis).
-pub fn enabled_by_env() -> bool {
-    std::env::var("OBS_NATIVE_SENDFILE").map(|v| v != "0").unwrap_or(true)
-}
-
 /// How a sendfile upload failed.
 #[derive(Debug)]
 pub enum Failure {

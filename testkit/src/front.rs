@@ -132,6 +132,7 @@ impl Front {
             query: raw_query,
             host: &host,
             auth: obs::signed_with(request.headers(), raw_query),
+            connection: connection.id(),
         };
         let completes = method == "POST" && query_value(&query_pairs(raw_query), "uploadId").is_some();
         let record = self.log.begin(&target, picked.as_ref().map(|(id, _)| *id));

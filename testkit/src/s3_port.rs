@@ -13,7 +13,7 @@ use std::io;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -149,7 +149,7 @@ async fn accept_loop(
 
 async fn serve_connection(stream: TcpStream, front: Arc<Front>, tls: Option<TlsAcceptor>) {
     let _ = stream.set_nodelay(true);
-    let fate = Arc::new(ConnectionFate::default());
+    let fate = Arc::new(ConnectionFate::new());
     let io = ConnectionIo {
         stream,
         fate: fate.clone(),
@@ -171,12 +171,24 @@ async fn serve_connection(stream: TcpStream, front: Arc<Front>, tls: Option<TlsA
 }
 
 /// How a connection ends, decided by the requests on it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ConnectionFate {
     reset: AtomicBool,
+    /// Numbers the connections the server accepted, from 1; the request
+    /// log tells which connection each request came on.
+    id: u64,
 }
 
 impl ConnectionFate {
+    fn new() -> Self {
+        static ACCEPTED: AtomicU64 = AtomicU64::new(0);
+        ConnectionFate { reset: AtomicBool::new(false), id: ACCEPTED.fetch_add(1, Ordering::Relaxed) + 1 }
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
     /// Close this connection with a TCP reset (RST) rather than an orderly FIN.
     pub fn reset_on_close(&self) {
         self.reset.store(true, Ordering::Relaxed);

@@ -1,7 +1,8 @@
 //! The request log behind `GET /stats`: one record per request the front saw, with
 //! the status the client received and the request body bytes the server actually
 //! read (counted as the body is consumed, so faulted and cut-off requests count too),
-//! the Host it addressed and how it was signed (`auth`: obs, v2, v4 or none).
+//! the Host it addressed, how it was signed (`auth`: obs, v2, v4 or none) and the
+//! connection it came on (`connection`, numbered from 1 as the server accepted them).
 //!
 //! It sits on the path of every request, benchmarks included, so it stays cheap:
 //! a record is pushed under a mutex once per request, and bytes are added with a
@@ -24,6 +25,7 @@ pub struct RequestRecord {
     query: String,
     host: String,
     auth: &'static str,
+    connection: u64,
     fault: Option<u64>,
     /// Arrival time, milliseconds since the Unix epoch (benchmarks measure
     /// the time from a client's call to its first part with it).
@@ -53,6 +55,8 @@ pub struct Target<'a> {
     pub host: &'a str,
     /// obs, v2, v4 or none.
     pub auth: &'static str,
+    /// The connection it came on (numbered from 1 as accepted).
+    pub connection: u64,
 }
 
 #[derive(Default)]
@@ -67,6 +71,7 @@ struct RecordView<'a> {
     query: &'a str,
     host: &'a str,
     auth: &'a str,
+    connection: u64,
     status: Option<u16>,
     body_bytes: u64,
     fault: Option<u64>,
@@ -87,6 +92,7 @@ impl RequestLog {
             query: target.query.to_owned(),
             host: target.host.to_owned(),
             auth: target.auth,
+            connection: target.connection,
             fault,
             at_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -116,6 +122,7 @@ impl RequestLog {
                     query: &r.query,
                     host: &r.host,
                     auth: r.auth,
+                    connection: r.connection,
                     status: (status != 0).then_some(status),
                     body_bytes: r.body_bytes(),
                     fault: r.fault,
