@@ -56,22 +56,6 @@ pub fn lock_path(record: &Path) -> PathBuf {
 
 pub const LOCK_SUFFIX: &str = ".obs-lock";
 
-/// Locks `record` for this upload. `Err(CheckpointFileInUse)` when another
-/// upload holds it. Where no lock can be taken at all (a folder that cannot
-/// be written, a file system without locks, a link at the lock's name) the
-/// upload goes on without one, as it would have before: `Ok(None)`;
-/// writing the record then fails with its own error if the folder is the
-/// cause. Any other failure is an error: going on unlocked could undo
-/// another upload.
-/// `patience`: how long to wait for a file descriptor when the process has
-/// none left (see `descriptors`).
-pub async fn acquire(record: &Path, patience: Patience) -> Result<Option<RecordLock>> {
-    let record = record.to_path_buf();
-    tokio::task::spawn_blocking(move || acquire_blocking(record, patience))
-        .await
-        .unwrap_or_else(|e| Err(lock_error(&std::io::Error::other(e))))
-}
-
 /// Drops the lock off the async threads (removing its file is file system
 /// work, which a hung network mount could make wait).
 pub async fn release(lock: Option<std::sync::Arc<RecordLock>>) {
@@ -84,8 +68,18 @@ fn lock_error(e: &std::io::Error) -> Error {
     Error::io("WriteCheckpointFileError", "cannot lock the checkpoint file", e)
 }
 
+/// Locks `record` for this upload. `Err(CheckpointFileInUse)` when another
+/// upload holds it. Where no lock can be taken at all (a folder that cannot
+/// be written, a file system without locks, a link at the lock's name) the
+/// upload goes on without one, as it would have before: `Ok(None)`;
+/// writing the record then fails with its own error if the folder is the
+/// cause. Any other failure is an error: going on unlocked could undo
+/// another upload.
+/// `patience`: how long to wait for a file descriptor when the process has
+/// none left (see `descriptors`). File system work: run it off the async
+/// threads.
 #[cfg(unix)]
-fn acquire_blocking(record: PathBuf, patience: Patience) -> Result<Option<RecordLock>> {
+pub(crate) fn acquire_blocking(record: PathBuf, patience: Patience) -> Result<Option<RecordLock>> {
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     use std::os::unix::io::AsRawFd;
 
@@ -142,7 +136,7 @@ fn acquire_blocking(record: PathBuf, patience: Patience) -> Result<Option<Record
 }
 
 #[cfg(not(unix))]
-fn acquire_blocking(_record: PathBuf, _patience: Patience) -> Result<Option<RecordLock>> {
+pub(crate) fn acquire_blocking(_record: PathBuf, _patience: Patience) -> Result<Option<RecordLock>> {
     Ok(None)
 }
 
@@ -153,6 +147,11 @@ mod tests {
 
     fn patience() -> Patience {
         Patience::new(std::time::Duration::from_secs(5), || false)
+    }
+
+    async fn acquire(record: &Path, patience: Patience) -> Result<Option<RecordLock>> {
+        let record = record.to_path_buf();
+        tokio::task::spawn_blocking(move || acquire_blocking(record, patience)).await.unwrap()
     }
 
     fn record_in(dir: &tempfile::TempDir) -> PathBuf {

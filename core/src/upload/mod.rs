@@ -160,20 +160,22 @@ pub async fn run(req: UploadRequest, client: Arc<Client>, observer: Arc<dyn Obse
         Patience::new(client.timeout(), move || control.requested() != StopRequest::None)
     };
     let (file, file_size, last_modified) = open_source(&req.upload_file, &patience, &control).await?;
-    if let Some(cp) = &req.checkpoint {
-        check_record_path(&cp.path, &file).await?;
-        if let Some(dir) = cp.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            tokio::fs::create_dir_all(dir)
-                .await
-                .map_err(|e| Error::io("WriteCheckpointFileError", "cannot create the checkpoint file's folder", &e))?;
-        }
-    }
     // Held until this call is done with the record. Every way out of the
     // upload but a panic waits for the record write under way, so the lock
     // is free when the caller hears the outcome.
-    let lock = match &req.checkpoint {
-        Some(cp) => lock::acquire(&cp.path, patience.clone()).await?.map(Arc::new),
-        None => None,
+    let (file, lock) = match &req.checkpoint {
+        Some(cp) => {
+            let (path, patience) = (cp.path.clone(), patience.clone());
+            // One trip to a blocking thread for the checks, the folder and the lock.
+            tokio::task::spawn_blocking(move || {
+                let lock = prepare_record(&path, &file, patience);
+                (file, lock)
+            })
+            .await
+            .map_err(|e| Error::new(ErrorKind::Io, "WriteCheckpointFileError", e.to_string()))
+            .and_then(|(file, lock)| Ok((file, lock?.map(Arc::new))))?
+        }
+        None => (file, None),
     };
     let outcome = async {
         let file = Arc::new(file);
@@ -250,7 +252,14 @@ enum OpenFailure {
 
 async fn open_source_once(upload_file: &str) -> std::result::Result<(std::fs::File, u64, String), OpenFailure> {
     let path = PathBuf::from(upload_file);
-    let meta = match tokio::fs::metadata(&path).await {
+    // One trip to a blocking thread for the look and the open.
+    tokio::task::spawn_blocking(move || open_blocking(&path))
+        .await
+        .map_err(|e| OpenFailure::Other(Error::new(ErrorKind::Io, "FileReadError", e.to_string())))?
+}
+
+fn open_blocking(path: &std::path::Path) -> std::result::Result<(std::fs::File, u64, String), OpenFailure> {
+    let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(OpenFailure::Other(Error::invalid_argument("UploadFile does not exist!"))),
         Err(e) => return Err(open_failure(e)),
@@ -261,14 +270,8 @@ async fn open_source_once(upload_file: &str) -> std::result::Result<(std::fs::Fi
     // Size and mtime from the opened file itself: the path may be replaced
     // (saved by a rename) between the look above and the open, and the
     // plan must describe the bytes the parts will read.
-    let (file, meta) = tokio::task::spawn_blocking(move || {
-        let file = std::fs::File::open(path)?;
-        let meta = file.metadata()?;
-        Ok::<_, std::io::Error>((file, meta))
-    })
-    .await
-    .map_err(|e| OpenFailure::Other(Error::new(ErrorKind::Io, "FileReadError", e.to_string())))?
-    .map_err(open_failure)?;
+    let file = std::fs::File::open(path).map_err(open_failure)?;
+    let meta = file.metadata().map_err(open_failure)?;
     if !meta.is_file() {
         return Err(OpenFailure::Other(Error::invalid_argument("UploadFile is not a file!")));
     }
@@ -342,9 +345,19 @@ fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
     a.len() == b.len() && a.modified().ok() == b.modified().ok()
 }
 
+/// Before the record is read: its path checked, its folder made, and its
+/// lock taken (see `lock::acquire`).
+fn prepare_record(path: &std::path::Path, upload: &std::fs::File, patience: Patience) -> Result<Option<lock::RecordLock>> {
+    check_record_path(path, upload)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("WriteCheckpointFileError", "cannot create the checkpoint file's folder", &e))?;
+    }
+    lock::acquire_blocking(path.to_path_buf(), patience)
+}
+
 /// What is at the record's path and is plainly not a record is not ours to
 /// remove (an unparsable record is), nor to lock: say so every time instead.
-async fn check_record_path(path: &std::path::Path, upload: &std::fs::File) -> Result<()> {
+fn check_record_path(path: &std::path::Path, upload: &std::fs::File) -> Result<()> {
     if path.as_os_str().as_encoded_bytes().contains(&0) {
         return Err(Error::invalid_argument("CheckpointFile contains a NUL byte"));
     }
@@ -352,7 +365,7 @@ async fn check_record_path(path: &std::path::Path, upload: &std::fs::File) -> Re
     if name.ends_with(lock::LOCK_SUFFIX) || name.ends_with(checkpoint::LOCKED_TEMP_SUFFIX) {
         return Err(Error::invalid_argument("CheckpointFile is a name obs-native keeps for its own files"));
     }
-    if let Ok(found) = tokio::fs::metadata(path).await {
+    if let Ok(found) = std::fs::metadata(path) {
         if found.is_dir() {
             return Err(Error::invalid_argument("CheckpointFile is a directory!"));
         }
@@ -375,7 +388,7 @@ async fn check_record_path(path: &std::path::Path, upload: &std::fs::File) -> Re
     // record in the link's place, and an unparsable one is removed: a link
     // (say /dev/stdout, sent to a log file), even one to nothing, is neither
     // ours to replace nor to remove.
-    if tokio::fs::symlink_metadata(path).await.is_ok_and(|m| m.file_type().is_symlink()) {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
         return Err(Error::invalid_argument("CheckpointFile is a symbolic link; give the record's own path"));
     }
     Ok(())
@@ -976,7 +989,7 @@ mod tests {
         record.upload_id = Some("upload-1".into());
         record.upload_file_stat.check_sum = Some("c29tZSBzdW0=".into());
         record.seal();
-        checkpoint::save(&settings.path, &serde_json::to_vec(&record).unwrap(), false).unwrap();
+        checkpoint::save(&settings.path, &serde_json::to_vec(&record).unwrap(), false, true).unwrap();
 
         // Nothing listens there: a discard would have to fail to keep the record.
         let config = ClientConfig::from_options(&ClientOptions { server: Some("http://127.0.0.1:1".into()), ..Default::default() }).unwrap();
