@@ -200,13 +200,36 @@ describe('PartSize and TaskNum of any type', () => {
     }
   });
 
-  test('TaskNum that is not a positive number means the default', async () => {
-    for (const taskNum of ['abc', 0, NaN, 1e9, '3', 2.7, {}, null]) {
+  // As the reference SDK reads it (parseInt, else 20). The parts sent at
+  // once show what was made of it: 24 parts of 100 KiB, each held 600 ms at
+  // the server, counted for 300 ms from the first, then the upload is
+  // aborted (parts that small would not complete on this store). Then the
+  // same TaskNum uploads a file whole.
+  test('TaskNum that is not a positive number means the default 20; a string or a fraction is read as parseInt reads it', async () => {
+    const parts = h.makeFile(dir, 24 * 102400);
+    const expected = [['abc', 20], [0, 20], [NaN, 20], [{}, 20], [null, 20], ['3', 3], [2.7, 2], [1e9, 24]];
+    const seen = [];
+    for (const [taskNum] of expected) {
+      const Key = h.uniqueKey();
+      await h.slowParts(server, Key, 600);
+      let handle;
+      const running = h.uploadWithCallback(client, { Bucket: h.BUCKET, Key, UploadFile: parts, PartSize: 102400, TaskNum: taskNum, ResumeCallback: (hd) => (handle = hd) });
+      let most = 0;
+      for (let first; !first || Date.now() - first < 300; ) {
+        await new Promise((r) => setTimeout(r, 20));
+        const puts = (await server.stats()).requests.filter((r) => r.method === 'PUT' && r.path.includes(Key));
+        if (puts.length && !first) first = Date.now();
+        most = Math.max(most, puts.filter((r) => r.status === null).length);
+      }
+      handle.abort();
+      expect((await running).err.code).toBe('Upload isAbort');
+      seen.push([taskNum, most]);
       const params = { Bucket: h.BUCKET, Key: h.uniqueKey(), UploadFile: file, TaskNum: taskNum };
-      const result = await client.uploadFile(params);
-      expect(result.CommonMsg.Status).toBe(200);
+      expect((await client.uploadFile(params)).CommonMsg.Status).toBe(200);
       await h.expectUploaded(server, params.Key, file);
     }
+    expect(seen).toEqual(expected);
+    expect(await h.newUploads(server)).toEqual([]);
   });
 
   // The reference SDK initiates an upload for a negative TaskNum, sends no
@@ -264,22 +287,27 @@ describe('callbacks', () => {
 
   // The reference SDK calls back a second time when cancel() or abort() is
   // called after the upload finished.
-  test('the callback is called exactly once, whatever the handle does afterwards', async () => {
+  test('the callback is called exactly once, whatever the handle does afterwards, and the object stays', async () => {
     let handle;
     let calls = 0;
+    const Key = h.uniqueKey();
     await new Promise((resolve) => {
       client.uploadFile(
-        { Bucket: h.BUCKET, Key: h.uniqueKey(), UploadFile: file, ResumeCallback: (hd) => (handle = hd) },
+        { Bucket: h.BUCKET, Key, UploadFile: file, ResumeCallback: (hd) => (handle = hd) },
         () => {
           calls += 1;
           resolve();
         },
       );
     });
+    await server.resetStats();
     handle.cancel();
     handle.abort();
     await new Promise((r) => setTimeout(r, 100));
     expect(calls).toBe(1);
+    // Nothing is sent for a call that has ended (no abort of its upload).
+    await expectNothingSent();
+    await h.expectUploaded(server, Key, file);
   });
 
   test('Metadata that is not an object is an InvalidArgument', async () => {

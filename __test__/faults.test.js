@@ -48,6 +48,7 @@ test('initiate and complete are retried too', async () => {
   await server.addFault({ method: 'POST', query: { uploadId: null }, action: { status: 500, code: 'InternalError', message: 'x' } });
   await client.uploadFile(p);
   await h.expectUploaded(server, p.Key, file);
+  expect(await h.faultsFired(server)).toEqual([1, 1]);
 });
 
 // S3 may answer a CompleteMultipartUpload 200 and put the error (an
@@ -169,6 +170,7 @@ test('a response that never comes times out and is retried', async () => {
   await server.addFault(onPart(1, { hang: true }));
   await c.uploadFile(p);
   await h.expectUploaded(server, p.Key, file);
+  expect(await h.faultsFired(server)).toEqual([1]);
 });
 
 test('TaskNum is a sliding window: later parts go on while an early one is slow', async () => {
@@ -299,18 +301,7 @@ test('max_connections bounds the requests in flight, whatever TaskNum asks for',
   const p = params(file, { TaskNum: 6 });
   const c = h.clientFor(server, { max_connections: 2 });
   await server.addFault({ method: 'PUT', query: { partNumber: null }, times: 0, action: { delay_ms: 150 } });
-  const upload = c.uploadFile(p);
-  let most = 0;
-  let done = false;
-  upload.finally(() => {
-    done = true;
-  });
-  while (!done) {
-    const { requests } = await server.stats();
-    most = Math.max(most, requests.filter((r) => r.method === 'PUT' && r.status === null).length);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  await upload;
+  const { most } = await h.mostInFlight(server, c.uploadFile(p), (r) => r.method === 'PUT');
   expect(most).toBeGreaterThan(0);
   expect(most).toBeLessThanOrEqual(2);
   await h.expectUploaded(server, p.Key, file);

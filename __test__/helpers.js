@@ -156,9 +156,50 @@ function partsRecorded(record) {
   }
 }
 
+/**
+ * The highest connection number in the server's request log (the server
+ * numbers connections as it accepts them).
+ */
+async function lastConnection(server) {
+  return Math.max(0, ...(await server.stats()).requests.map((r) => r.connection));
+}
+
+/**
+ * The connections numbered after `since` that requests came on, read-backs
+ * (GET) aside: those a client opened since.
+ */
+async function connectionsSince(server, since) {
+  const { requests } = await server.stats();
+  return new Set(requests.filter((r) => r.method !== 'GET' && r.connection > since).map((r) => r.connection));
+}
+
+/** How many times each fault on the server has fired, in the order added. */
+async function faultsFired(server) {
+  return (await server.faults()).map((f) => f.fired);
+}
+
 /** Every part PUT of `key` waits `ms` at the server before it is read. */
 function slowParts(server, key, ms) {
   return server.addFault({ method: 'PUT', path_contains: key, query: { partNumber: null }, times: 1000, action: { delay_ms: ms } });
+}
+
+/**
+ * The most requests seen in flight at once (not yet answered) while
+ * `running` (a promise) runs, among those `which` picks from the server's
+ * request log; sampled every 20 ms. Resolves with `{most, outcome}`.
+ */
+async function mostInFlight(server, running, which) {
+  let done = false;
+  const outcome = running.finally(() => {
+    done = true;
+  });
+  let most = 0;
+  while (!done) {
+    const { requests } = await server.stats();
+    most = Math.max(most, requests.filter((r) => r.status === null && which(r)).length);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return { most, outcome: await outcome };
 }
 
 /** Runs uploadFile in callback form; resolves with `{err, result}`. */
@@ -205,5 +246,9 @@ module.exports = {
   sealRecord,
   partsRecorded,
   slowParts,
+  lastConnection,
+  connectionsSince,
+  faultsFired,
+  mostInFlight,
   uploadWithCallback,
 };

@@ -39,6 +39,8 @@ function startWorker(params, progressAt, exitAtProgress = false) {
   const worker = new Worker(WORKER, { workerData: { endpoint: s.endpoint, accessKey: s.accessKey, secretKey: s.secretKey, params, progressAt, exitAtProgress } });
   const messages = [];
   const waiters = [];
+  // Listened for from the start: the exit may come right after a message.
+  const exited = new Promise((r) => worker.once('exit', r));
   worker.on('message', (m) => {
     messages.push(m);
     for (const w of waiters.splice(0)) w();
@@ -50,7 +52,7 @@ function startWorker(params, progressAt, exitAtProgress = false) {
       await new Promise((r) => waiters.push(r));
     }
   };
-  return { worker, next };
+  return { worker, next, exited };
 }
 
 const requestsFor = async (key) => (await ctx.server.stats()).requests.filter((r) => r.path.endsWith(`/${key}`));
@@ -128,7 +130,7 @@ test.each([
   const run = startWorker({ Bucket: BUCKET, Key: key, UploadFile: file, PartSize: 5 * MB, TaskNum: 2 }, 5 * MB + 1, how === 'exit');
   await run.next('progress');
   if (how === 'terminate') await run.worker.terminate();
-  else expect(await new Promise((r) => run.worker.once('exit', r))).toBe(9);
+  else expect(await run.exited).toBe(9);
   await until('the upload aborted', async () => (await requestsFor(key)).some((r) => r.method === 'DELETE' && r.status === 204));
   await sleep(1000);
   expect(await h.newUploads(ctx.server)).toEqual([]);

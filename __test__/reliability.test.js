@@ -48,6 +48,7 @@ test('the answer to CompleteMultipartUpload is lost: the retry finds the object 
   expect(await partNumbers()).toEqual([1, 2, 3, 4]);
   expect(fs.existsSync(`${file}.upload_record`)).toBe(false);
   await h.expectUploaded(server, key, file);
+  expect(await h.faultsFired(server)).toEqual([1]);
 });
 
 test('killed after the object was completed but before the record was removed: the next call succeeds without sending parts', async () => {
@@ -214,6 +215,9 @@ test('8 uploads cancelled at once, 5 times over: no part data is left behind', a
         }),
       ),
     );
+    // The cancel reached uploads under way (those that had ended by then
+    // are complete, and checked as such).
+    expect(outcomes.filter((o) => o.err).length).toBeGreaterThan(0);
     for (let i = 0; i < outcomes.length; i += 1) {
       if (outcomes[i].err) {
         expect(outcomes[i].err.code).toBe('Upload suspened');
@@ -275,6 +279,7 @@ describe.each([
     expect(atReturn).toMatchObject({ status: 200, body_bytes: SMALL });
     expect(await h.newUploads(own.server)).toEqual([]);
     await expect(h.readBack(own.server, key)).rejects.toThrow(/404/);
+    expect(await h.faultsFired(own.server)).toEqual([1]);
   });
 
   test('a part refused while another is all sent but not yet stored: that one is stored first, then the upload is aborted', async () => {

@@ -230,11 +230,12 @@ describe('AbortSignal', () => {
   });
 
   // One signal for a batch is the usual pattern: it gets one listener, not
-  // one per upload (Node warned past 10: MaxListenersExceededWarning).
+  // one per upload (Node warned past 10: MaxListenersExceededWarning). That
+  // warning comes from Node itself, on the process jest's sandbox does not
+  // show to a test, so the listener count is what is checked; obs-native's
+  // own warnings go through the sandbox's process.emitWarning.
   test('one signal cancels 12 uploads at once without a warning, and is let go after', async () => {
-    const warnings = [];
-    const onWarning = (w) => warnings.push(w);
-    process.on('warning', onWarning);
+    const warn = jest.spyOn(process, 'emitWarning');
     try {
       await server.addFault({ method: 'PUT', query: { partNumber: null }, times: 0, action: { delay_ms: 2000 } });
       const controller = new AbortController();
@@ -258,9 +259,9 @@ describe('AbortSignal', () => {
       await Promise.all(uploads.map((p) => client.uploadFile({ ...p, Key: h.uniqueKey('batch-again'), AbortSignal: shared.signal })));
       expect(getEventListeners(shared.signal, 'abort')).toHaveLength(0);
       await new Promise((r) => setImmediate(r));
-      expect(warnings.map(String)).toEqual([]);
+      expect(warn).not.toHaveBeenCalled();
     } finally {
-      process.off('warning', onWarning);
+      warn.mockRestore();
     }
   });
 
