@@ -301,7 +301,9 @@ test('max_connections bounds the requests in flight, whatever TaskNum asks for',
   const p = params(file, { TaskNum: 6 });
   const c = h.clientFor(server, { max_connections: 2 });
   await server.addFault({ method: 'PUT', query: { partNumber: null }, times: 0, action: { delay_ms: 150 } });
-  const { most } = await h.mostInFlight(server, c.uploadFile(p), (r) => r.method === 'PUT');
+  const upload = c.uploadFile(p);
+  const most = await h.mostInFlight(server, upload, (r) => r.method === 'PUT');
+  await upload;
   expect(most).toBeGreaterThan(0);
   expect(most).toBeLessThanOrEqual(2);
   await h.expectUploaded(server, p.Key, file);

@@ -157,16 +157,16 @@ function partsRecorded(record) {
 }
 
 /**
- * The highest connection number in the server's request log (the server
- * numbers connections as it accepts them).
+ * How many connections the server has accepted so far; it numbers them as
+ * it accepts them, and its request log says which one each request came on.
  */
-async function lastConnection(server) {
-  return Math.max(0, ...(await server.stats()).requests.map((r) => r.connection));
+async function acceptedConnections(server) {
+  return (await server.stats()).connections;
 }
 
 /**
- * The connections numbered after `since` that requests came on, read-backs
- * (GET) aside: those a client opened since.
+ * The connections numbered after `since` (see `acceptedConnections`) that
+ * requests came on, read-backs (GET) aside: those a client opened since.
  */
 async function connectionsSince(server, since) {
   const { requests } = await server.stats();
@@ -184,22 +184,28 @@ function slowParts(server, key, ms) {
 }
 
 /**
- * The most requests seen in flight at once (not yet answered) while
- * `running` (a promise) runs, among those `which` picks from the server's
- * request log; sampled every 20 ms. Resolves with `{most, outcome}`.
+ * The most requests seen in flight at once (not yet answered) among those
+ * `which` picks from the server's request log, sampled every 20 ms until
+ * `running` (a promise) settles, or, with `windowMs`, until that long after
+ * the first such request was seen. Fails if none is seen within 10 s.
  */
-async function mostInFlight(server, running, which) {
+async function mostInFlight(server, running, which, { windowMs } = {}) {
   let done = false;
-  const outcome = running.finally(() => {
-    done = true;
-  });
+  running.then(
+    () => (done = true),
+    () => (done = true),
+  );
+  const deadline = Date.now() + 10000;
   let most = 0;
-  while (!done) {
-    const { requests } = await server.stats();
-    most = Math.max(most, requests.filter((r) => r.status === null && which(r)).length);
+  let first;
+  while (!done && !(first && windowMs !== undefined && Date.now() - first >= windowMs)) {
+    if (!first && Date.now() > deadline) throw new Error('no request in flight within 10 s');
+    const picked = (await server.stats()).requests.filter(which);
+    if (picked.length && !first) first = Date.now();
+    most = Math.max(most, picked.filter((r) => r.status === null).length);
     await new Promise((r) => setTimeout(r, 20));
   }
-  return { most, outcome: await outcome };
+  return most;
 }
 
 /** Runs uploadFile in callback form; resolves with `{err, result}`. */
@@ -246,7 +252,7 @@ module.exports = {
   sealRecord,
   partsRecorded,
   slowParts,
-  lastConnection,
+  acceptedConnections,
   connectionsSince,
   faultsFired,
   mostInFlight,

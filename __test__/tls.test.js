@@ -140,10 +140,12 @@ describe("the test server's own HTTPS port (rustls on both sides, as the benchma
     const file = h.makeFile(direct.dir, 2 * 5 * h.MB);
     const first = { Bucket: h.BUCKET, Key: h.uniqueKey('tls-keepalive'), UploadFile: file, PartSize: 5 * h.MB, TaskNum: 2 };
     expect((await client.uploadFile(first)).CommonMsg.Status).toBe(200);
-    // Kept: the same upload again opens no connection.
-    const kept = await h.lastConnection(direct.server);
+    // Kept: the same upload again opens no connection (one at most, which
+    // the HTTP client may open in a race with a connection on its way back
+    // to its pool; without keep-alive each of the 4 requests opens one).
+    const kept = await h.acceptedConnections(direct.server);
     expect((await client.uploadFile({ ...first, Key: h.uniqueKey('tls-keepalive') })).CommonMsg.Status).toBe(200);
-    expect(await h.connectionsSince(direct.server, kept)).toEqual(new Set());
+    expect((await h.connectionsSince(direct.server, kept)).size).toBeLessThanOrEqual(1);
     // The restart closes every connection the client keeps for reuse.
     await direct.server.stopS3();
     await direct.server.startS3();

@@ -72,10 +72,12 @@ test.each(TRANSPORTS)('%s: kept connections the server closed are not used again
   const file = h.makeFile(dir, 2 * PART);
   const first = { Bucket: h.BUCKET, Key: h.uniqueKey('keepalive'), UploadFile: file, PartSize: PART, TaskNum: 2 };
   expect((await client.uploadFile(first)).CommonMsg.Status).toBe(200);
-  // Kept: the same upload again opens no connection.
-  const kept = await h.lastConnection(server);
+  // Kept: the same upload again opens no connection (one at most, which
+  // the HTTP client may open in a race with a connection on its way back
+  // to its pool; without keep-alive each of the 4 requests opens one).
+  const kept = await h.acceptedConnections(server);
   expect((await client.uploadFile({ ...first, Key: h.uniqueKey('keepalive') })).CommonMsg.Status).toBe(200);
-  expect(await h.connectionsSince(server, kept)).toEqual(new Set());
+  expect((await h.connectionsSince(server, kept)).size).toBeLessThanOrEqual(1);
   // The restart closes every connection the client keeps for reuse.
   await server.stopS3();
   await server.startS3();
@@ -160,7 +162,7 @@ test.each(TRANSPORTS)('%s: many small uploads at once keep their connections for
     for (const key of keys) await h.expectUploaded(server, key, file);
   };
   await round('warm');
-  const before = await h.lastConnection(server);
+  const before = await h.acceptedConnections(server);
   await server.resetStats();
   await round('again');
   const ours = (await server.stats()).requests.filter((r) => r.method !== 'GET');

@@ -6,7 +6,8 @@
 //
 // spec: {client: 'obs-native' | 'esdk-obs-nodejs' | 'lib-storage', endpoint,
 //        accessKey, secretKey, bucket, files: [path...], keyPrefix, partSize,
-//        taskNum, checkpoint, checksum, progress}
+//        taskNum, concurrency, checkpoint, checksum, progress}
+// concurrency: how many files are uploaded at a time (default: all at once).
 // Prints one JSON line: {ok, seconds, bytes, cpuUser, cpuSystem, maxRssBytes,
 //   loopDelay: {p50, p99, max} (ms), calledAt (epoch ms), error?}
 
@@ -83,7 +84,14 @@ async function main() {
   const t0 = performance.now();
   let error;
   try {
-    await Promise.all(spec.files.map((file, i) => upload(file, `${spec.keyPrefix}-${i}`)));
+    let next = 0;
+    const worker = async () => {
+      while (next < spec.files.length) {
+        const i = next++;
+        await upload(spec.files[i], `${spec.keyPrefix}-${i}`);
+      }
+    };
+    await Promise.all(Array.from({ length: spec.concurrency || spec.files.length }, worker));
   } catch (e) {
     error = String(e && e.stack ? e.stack : e);
   }

@@ -256,6 +256,10 @@ function cases(files) {
     clients: OBS_SDKS,
   });
   list.push({ server: 'sink', name: '50 files of 20 MB at once, TaskNum 4 each', files: files.f20, partSize: MB5, taskNum: 4 });
+  // What each call costs beyond its bytes: a folder of small files, a few
+  // uploads at a time.
+  list.push({ server: 'sink', name: '1,000 files of 64 KiB, 16 at a time', files: files.k64, partSize: MB5, taskNum: 20, concurrency: 16 });
+  list.push({ server: 'sink', name: '1,000 files of 64 KiB, 16 at a time, EnableCheckpoint', files: files.k64, partSize: MB5, taskNum: 20, concurrency: 16, checkpoint: true, clients: OBS_SDKS });
   list.push({ server: 'sink', name: '16 GiB (sparse), 5 MiB parts, TaskNum 20', files: [files.s16g], partSize: MB5, taskNum: 20, runs: 1, timeoutSeconds: 400 });
   list.push({ server: 'sink', name: '10,000-part plan (48.8 GiB sparse): time to first part', files: [files.s10k], partSize: MB5, taskNum: 20, firstPart: true, noWarmup: true });
   return list.filter((c) => !ONLY || `${c.server} ${c.name}`.includes(ONLY));
@@ -393,6 +397,7 @@ async function main() {
     g1: randomFile('g1.bin', GiB),
     m100: randomFile('m100.bin', 100 * 1000 * 1000),
     f20: Array.from({ length: 50 }, (_, i) => randomFile(`f20-${i}.bin`, 20 * 1000 * 1000)),
+    k64: Array.from({ length: 1000 }, (_, i) => randomFile(`k64-${i}.bin`, 64 * 1024)),
     s16g: sparseFile('s16g.bin', 16 * GiB),
     s10k: sparseFile('s10k.bin', 10000 * MB5),
   };
@@ -422,6 +427,7 @@ async function main() {
         keyPrefix: `bench-${client}`,
         partSize: c.partSize,
         taskNum: c.taskNum,
+        concurrency: c.concurrency,
         checkpoint: Boolean(c.checkpoint),
         checksum: Boolean(c.checksum),
         progress: Boolean(c.progress) || client === WITH_PROGRESS,

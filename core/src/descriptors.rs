@@ -64,8 +64,13 @@ pub(crate) async fn connection() -> Connection {
 /// Node's own limit, many small uploads at once keep their connections
 /// instead of opening one per request.
 pub(crate) fn small_requests_idle() -> usize {
+    idle_under(soft_limit())
+}
+
+/// `small_requests_idle` under the soft limit `soft` (`None`: no limit).
+fn idle_under(soft: Option<u64>) -> usize {
     const LIMIT_PER_IDLE: u64 = 64;
-    soft_limit().map_or(usize::MAX, |soft| usize::try_from(soft / LIMIT_PER_IDLE).unwrap_or(usize::MAX).max(2))
+    soft.map_or(usize::MAX, |soft| usize::try_from(soft / LIMIT_PER_IDLE).unwrap_or(usize::MAX).max(2))
 }
 
 /// The process's descriptor limit divided by `per`: at least 4, and as many
@@ -156,6 +161,17 @@ fn retry_blocking_with<T>(patience: &Patience, release: impl Fn(), mut op: impl 
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kept_idle_connections_are_a_64th_of_the_limit_and_at_least_2() {
+        assert_eq!(idle_under(Some(64)), 2);
+        assert_eq!(idle_under(Some(255)), 3);
+        assert_eq!(idle_under(Some(1024)), 16);
+        assert_eq!(idle_under(Some(1 << 20)), 16384);
+        assert_eq!(idle_under(Some(u64::MAX)), usize::try_from(u64::MAX / 64).unwrap_or(usize::MAX));
+        assert_eq!(idle_under(None), usize::MAX);
+        assert_eq!(idle_under(Some(0)), 2);
+    }
 
     fn emfile() -> std::io::Error {
         std::io::Error::from_raw_os_error(libc::EMFILE)

@@ -63,7 +63,7 @@ impl Control {
                 self.front.faults().clear();
                 ok(r#"{"cleared":true}"#.to_owned())
             }
-            (&Method::GET, "/stats") => json(self.front.log().to_json()),
+            (&Method::GET, "/stats") => json(self.front.log().to_json(crate::s3_port::accepted())),
             (&Method::POST, "/stats/reset") => {
                 self.front.log().reset();
                 ok(r#"{"ok":true}"#.to_owned())

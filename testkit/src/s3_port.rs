@@ -179,9 +179,16 @@ pub struct ConnectionFate {
     id: u64,
 }
 
+/// Connections accepted so far; the last one's number.
+static ACCEPTED: AtomicU64 = AtomicU64::new(0);
+
+/// How many connections the server has accepted (`connections` in `GET /stats`).
+pub fn accepted() -> u64 {
+    ACCEPTED.load(Ordering::Relaxed)
+}
+
 impl ConnectionFate {
     fn new() -> Self {
-        static ACCEPTED: AtomicU64 = AtomicU64::new(0);
         ConnectionFate { reset: AtomicBool::new(false), id: ACCEPTED.fetch_add(1, Ordering::Relaxed) + 1 }
     }
 

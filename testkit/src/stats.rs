@@ -2,7 +2,8 @@
 //! the status the client received and the request body bytes the server actually
 //! read (counted as the body is consumed, so faulted and cut-off requests count too),
 //! the Host it addressed, how it was signed (`auth`: obs, v2, v4 or none) and the
-//! connection it came on (`connection`, numbered from 1 as the server accepted them).
+//! connection it came on (`connection`, numbered from 1 as the server accepted them;
+//! `connections` is how many it has accepted).
 //!
 //! It sits on the path of every request, benchmarks included, so it stays cheap:
 //! a record is pushed under a mutex once per request, and bytes are added with a
@@ -82,6 +83,8 @@ struct RecordView<'a> {
 struct StatsView<'a> {
     requests: Vec<RecordView<'a>>,
     body_bytes: u64,
+    /// Connections the server has accepted, ever (not cleared by a reset).
+    connections: u64,
 }
 
 impl RequestLog {
@@ -108,9 +111,10 @@ impl RequestLog {
         self.lock().clear();
     }
 
-    /// `{"requests":[...],"body_bytes":total}`; the total is summed from the listed
-    /// records so that it always agrees with them, even while requests are in flight.
-    pub fn to_json(&self) -> serde_json::Result<String> {
+    /// `{"requests":[...],"body_bytes":total,"connections":accepted}`; the total is
+    /// summed from the listed records so that it always agrees with them, even while
+    /// requests are in flight.
+    pub fn to_json(&self, accepted: u64) -> serde_json::Result<String> {
         let records = self.lock().clone();
         let requests: Vec<RecordView<'_>> = records
             .iter()
@@ -134,6 +138,7 @@ impl RequestLog {
         serde_json::to_string(&StatsView {
             requests,
             body_bytes,
+            connections: accepted,
         })
     }
 

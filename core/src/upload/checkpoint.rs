@@ -273,16 +273,11 @@ pub(crate) async fn points_to(path: &Path, upload_id: &str) -> bool {
 /// `.<name>.obs-tmp`: what a killed writer left there is replaced by the next
 /// write instead of staying behind. Without the lock every write gets a
 /// name of its own.
-///
-/// `durable`: on disk before the rename (see below). A record that names no
-/// upload yet (the first write, before the initiate) points to nothing on
-/// the server, so a power cut that loses it loses nothing, and it goes
-/// without.
-pub fn save(path: &Path, json: &[u8], locked: bool, durable: bool) -> std::io::Result<()> {
-    save_via(path, &temp_path(path, locked), json, durable)
+pub fn save(path: &Path, json: &[u8], locked: bool) -> std::io::Result<()> {
+    save_via(path, &temp_path(path, locked), json)
 }
 
-fn save_via(path: &Path, tmp: &Path, json: &[u8], durable: bool) -> std::io::Result<()> {
+fn save_via(path: &Path, tmp: &Path, json: &[u8]) -> std::io::Result<()> {
     let write = || {
         // A new file only: whatever is at the temporary name (a leftover
         // of a killed process, or a link planted in a shared folder) is
@@ -299,8 +294,7 @@ fn save_via(path: &Path, tmp: &Path, json: &[u8], durable: bool) -> std::io::Res
         // A file system that cannot sync (some FUSE ones refuse) still gets
         // its record, as before the sync was made; a sync that fails (EIO)
         // fails the write, and the record on disk stays as it was.
-        if durable
-            && let Err(e) = f.sync_data()
+        if let Err(e) = f.sync_data()
             && !cannot_sync(&e)
         {
             return Err(e);
@@ -424,7 +418,7 @@ mod tests {
         let record = dir.join("r.upload_record");
         let tmp = dir.join(".r.upload_record.tmp");
         std::os::unix::fs::symlink(&victim, &tmp).unwrap();
-        save_via(&record, &tmp, b"{\"a\":1}", true).unwrap();
+        save_via(&record, &tmp, b"{\"a\":1}").unwrap();
         assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
         assert_eq!(std::fs::read(&record).unwrap(), b"{\"a\":1}");
         assert!(std::fs::symlink_metadata(&tmp).is_err(), "the temporary name is gone after the rename");
@@ -460,7 +454,7 @@ mod tests {
         let leftover = temp_path(&record, true);
         assert_eq!(leftover, dir.path().join(".r.upload_record.obs-tmp"));
         std::fs::write(&leftover, b"{\"torn").unwrap();
-        save(&record, b"{\"a\":1}", true, true).unwrap();
+        save(&record, b"{\"a\":1}", true).unwrap();
         assert_eq!(std::fs::read(&record).unwrap(), b"{\"a\":1}");
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("r.upload_record")], "only the record is left");
@@ -537,8 +531,8 @@ mod tests {
         let mut cp = sample();
         cp.seal();
         let json = serde_json::to_vec(&cp).unwrap();
-        save(&path, &json, false, true).unwrap();
-        save(&path, &json, true, false).unwrap();
+        save(&path, &json, false).unwrap();
+        save(&path, &json, true).unwrap();
         let back: Checkpoint = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(back, cp);
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();

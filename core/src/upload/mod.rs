@@ -172,7 +172,7 @@ pub async fn run(req: UploadRequest, client: Arc<Client>, observer: Arc<dyn Obse
                 (file, lock)
             })
             .await
-            .map_err(|e| Error::new(ErrorKind::Io, "WriteCheckpointFileError", e.to_string()))
+            .map_err(|e| Error::io("WriteCheckpointFileError", "cannot lock the checkpoint file", &std::io::Error::other(e)))
             .and_then(|(file, lock)| Ok((file, lock?.map(Arc::new))))?
         }
         None => (file, None),
@@ -346,7 +346,7 @@ fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
 }
 
 /// Before the record is read: its path checked, its folder made, and its
-/// lock taken (see `lock::acquire`).
+/// lock taken (see `lock::acquire_blocking`).
 fn prepare_record(path: &std::path::Path, upload: &std::fs::File, patience: Patience) -> Result<Option<lock::RecordLock>> {
     check_record_path(path, upload)?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -989,7 +989,7 @@ mod tests {
         record.upload_id = Some("upload-1".into());
         record.upload_file_stat.check_sum = Some("c29tZSBzdW0=".into());
         record.seal();
-        checkpoint::save(&settings.path, &serde_json::to_vec(&record).unwrap(), false, true).unwrap();
+        checkpoint::save(&settings.path, &serde_json::to_vec(&record).unwrap(), false).unwrap();
 
         // Nothing listens there: a discard would have to fail to keep the record.
         let config = ClientConfig::from_options(&ClientOptions { server: Some("http://127.0.0.1:1".into()), ..Default::default() }).unwrap();

@@ -42,11 +42,10 @@ impl RecordWriter {
         let path = self.path.clone();
         let lock = self.lock.clone();
         let patience = self.patience.clone();
-        let durable = record.upload_id.is_some();
         self.dirty = false;
         self.writing = Some(tokio::task::spawn_blocking(move || {
             let bytes = bytes.map_err(std::io::Error::other)?;
-            crate::descriptors::retry_blocking(&patience, || checkpoint::save(&path, &bytes, lock.is_some(), durable))
+            crate::descriptors::retry_blocking(&patience, || checkpoint::save(&path, &bytes, lock.is_some()))
         }));
     }
 
