@@ -6,6 +6,9 @@
 // safely, and fail the same way when the file changes under them.
 
 const fs = require('node:fs');
+const http = require('node:http');
+const https = require('node:https');
+const path = require('node:path');
 const h = require('./helpers');
 
 const { MB } = h;
@@ -171,4 +174,95 @@ test.each(TRANSPORTS)('%s: many small uploads at once keep their connections for
   // A few at most: this round may have more requests in flight at once
   // than the first had.
   expect((await h.connectionsSince(server, before)).size).toBeLessThanOrEqual(3);
+});
+
+/**
+ * A server on 127.0.0.1 that answers every request with `status` and a
+ * Location of the same path and query on `to()` (an origin such as
+ * `http://127.0.0.1:1234`); HTTPS with the test certificate when `tls`.
+ * Counts what it answered.
+ */
+async function redirector(status, to, { tls = false } = {}) {
+  const answer = (req, res) => {
+    req.resume();
+    server.answered += 1;
+    res.writeHead(status, { Location: `${to()}${req.url}`, 'Content-Length': 0 });
+    res.end();
+  };
+  const dir = path.join(__dirname, 'fixtures', 'tls');
+  const server = tls ? https.createServer({ cert: fs.readFileSync(path.join(dir, 'cert.pem')), key: fs.readFileSync(path.join(dir, 'key.pem')) }, answer) : http.createServer(answer);
+  server.answered = 0;
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  server.origin = `${tls ? 'https' : 'http'}://127.0.0.1:${server.address().port}`;
+  return server;
+}
+
+// The reference SDK follows a redirect (a 3xx with a Location) for every
+// request, parts included: the same request, signed again, to the host,
+// port and scheme the Location names, counted as a retry. obs-native used to
+// leave it to its HTTP client, which dropped the signature on the way to
+// another host (AccessDenied) and did not follow at all on the sendfile path.
+describe('redirects', () => {
+  const origin = () => server.endpoint.replace(/\/$/, '');
+
+  test.each([
+    ['sendfile', 307, 'v2', '1'],
+    ['buffered', 307, 'v2', '0'],
+    ['sendfile', 301, 'v4', '1'],
+    ['buffered', 308, 'v4', '0'],
+  ])('%s: every request redirected (%i) to the real server is followed there, signed %s, as the reference SDK does', async (name, status, signature, value) => {
+    const front = await redirector(status, origin);
+    try {
+      const file = h.makeFile(dir, 2 * PART + 5);
+      const p = { Bucket: h.BUCKET, Key: h.uniqueKey('redirect'), UploadFile: file, PartSize: PART, TaskNum: 2 };
+      // v4 signs the Host, so it is signed again for where it is sent.
+      const options = { server: front.origin, signature, region: 'us-east-1' };
+      const ours = clientWith(value, options);
+      const result = await ours.uploadFile(p);
+      expect(result.CommonMsg.Status).toBe(200);
+      await h.expectUploaded(server, p.Key, file);
+      // Initiate, 3 parts and the complete: each answered once by each server.
+      expect(front.answered).toBe(5);
+      const reached = (await server.stats()).requests.filter((r) => r.method !== 'GET');
+      expect(reached.map((r) => [r.method, r.status, r.auth])).toEqual([
+        ['POST', 200, signature],
+        ...Array(3).fill(['PUT', 200, signature]),
+        ['POST', 200, signature],
+      ]);
+      // The reference SDK, through the same redirects.
+      const ref = await h.referenceClientFor(server, options);
+      const theirs = await new Promise((r) => ref.uploadFile({ ...p, Key: h.uniqueKey('redirect-ref') }, (err, res) => r({ err, res })));
+      expect(theirs.err).toBeFalsy();
+      expect(theirs.res.CommonMsg.Status).toBe(200);
+    } finally {
+      front.close();
+    }
+  });
+
+  test('a redirect back to itself ends after max_retry_count redirects, with the 3xx as the answer; nothing is made', async () => {
+    const front = await redirector(307, () => front.origin);
+    try {
+      const p = { Bucket: h.BUCKET, Key: h.uniqueKey('redirect-loop'), UploadFile: h.makeFile(dir, 1000) };
+      const { err } = await h.uploadWithCallback(clientWith('1', { server: front.origin, max_retry_count: 2 }), p);
+      expect(String(err)).toBe('HttpStatus307:');
+      expect(front.answered).toBe(3);
+      expect((await server.stats()).requests).toEqual([]);
+    } finally {
+      front.close();
+    }
+  });
+
+  test('a redirect from HTTPS to plain HTTP is not followed: the signature would go in the clear', async () => {
+    const front = await redirector(307, origin, { tls: true });
+    try {
+      const p = { Bucket: h.BUCKET, Key: h.uniqueKey('redirect-down'), UploadFile: h.makeFile(dir, 1000) };
+      const c = h.clientFor(server, { server: front.origin, ssl_verify: path.join(__dirname, 'fixtures', 'tls', 'ca.pem') });
+      const { err } = await h.uploadWithCallback(c, p);
+      expect(String(err)).toBe('HttpStatus307:');
+      expect(front.answered).toBe(1);
+      expect((await server.stats()).requests).toEqual([]);
+    } finally {
+      front.close();
+    }
+  });
 });

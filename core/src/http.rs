@@ -288,6 +288,9 @@ fn shared_http(config: &ClientConfig, small_requests_only: bool) -> Result<reqwe
         .http1_only()
         .tcp_nodelay(true)
         .pool_idle_timeout(Duration::from_secs(30))
+        // Redirects are followed by `send_with_retries`, signed anew for
+        // where they lead, on either transport.
+        .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(config.timeout)
         .no_proxy();
     if small_requests_only {
@@ -422,11 +425,27 @@ impl Client {
         // Since when, and how many times in a row, no connection could be
         // opened for want of a file descriptor.
         let mut starved: Option<(Instant, u32)> = None;
+        // Where a redirect sent this request (and its retries), if one did.
+        let mut redirected: Option<Redirect> = None;
         loop {
             if req.halted() {
                 return Err(Error::network(Halted.to_string()));
             }
-            let outcome = self.send_once(req, sig).await;
+            let outcome = self.send_once(req, sig, redirected.as_ref()).await;
+            // A redirect (3xx with a Location), as the reference SDK follows
+            // it: the same request, signed anew, to the host, port and scheme
+            // it names, counted as a retry.
+            if let Ok(resp) = &outcome {
+                let secure = redirected.as_ref().map_or(self.config.endpoint.secure, |r| r.secure);
+                if let Some(next) = Redirect::from_response(resp, secure) {
+                    if req.halted() || retry >= self.retry.max_retries {
+                        return outcome;
+                    }
+                    redirected = Some(next);
+                    retry += 1;
+                    continue;
+                }
+            }
             // Out of descriptors: most likely held by this process's own
             // requests in flight (many uploads at once under a low `ulimit
             // -n`), which free them as they end. Kept connections it cannot
@@ -498,7 +517,7 @@ impl Client {
         if ep.path_style || ep.is_cname || bucket.is_empty() { ep.host.clone() } else { format!("{bucket}.{}", ep.host) }
     }
 
-    async fn send_once(&self, req: &Request, sig: Option<Signature>) -> Result<Response> {
+    async fn send_once(&self, req: &Request, sig: Option<Signature>, redirected: Option<&Redirect>) -> Result<Response> {
         // Whatever the bucket came from (the call, a record), a name that
         // would change the URL's host is never signed or sent.
         self.check_bucket(&req.bucket)?;
@@ -528,17 +547,20 @@ impl Client {
                 None => encode_path(k),
             })
             .collect();
-        let host = self.host_for(&req.bucket);
-        let default_port = if ep.secure { 443 } else { 80 };
-        let host_header = if ep.port == default_port { host.clone() } else { format!("{host}:{}", ep.port) };
-        let scheme = if ep.secure { "https" } else { "http" };
+        let (secure, host, port) = match redirected {
+            Some(r) => (r.secure, r.host.clone(), r.port),
+            None => (ep.secure, self.host_for(&req.bucket), ep.port),
+        };
+        let default_port = if secure { 443 } else { 80 };
+        let host_header = if port == default_port { host.clone() } else { format!("{host}:{port}") };
+        let scheme = if secure { "https" } else { "http" };
         // The request target: path and query as they go on the wire.
         let mut target = wire_path.clone();
         if !encoded_query.is_empty() {
             target.push('?');
             target.push_str(&encoded_query.join("&"));
         }
-        let url = format!("{scheme}://{host}:{}{target}", ep.port);
+        let url = format!("{scheme}://{host}:{port}{target}");
 
         let now = SystemTime::now();
         let mut headers: Vec<(String, String)> = req.headers.clone();
@@ -582,7 +604,8 @@ impl Client {
             _ => None,
         };
         let attempt = Arc::new(Attempt::new(total));
-        let result = self.send_prepared(req, &target, &url, &headers, &host, &attempt).await;
+        let to = Target { url: &url, target: &target, host: &host, port, secure };
+        let result = self.send_prepared(req, &to, &headers, &attempt).await;
         // Bytes the server did not take (an error, or a 200 whose body is
         // one, which is sent again) leave the progress count.
         if !matches!(&result, Ok(r) if r.is_success() && !is_error_in_success(r)) {
@@ -593,26 +616,17 @@ impl Client {
 
     /// Sends a signed request: a file body over plain HTTP with sendfile
     /// where it can, everything else through reqwest.
-    async fn send_prepared(
-        &self,
-        req: &Request,
-        target: &str,
-        url: &str,
-        headers: &[(String, String)],
-        host: &str,
-        attempt: &Arc<Attempt>,
-    ) -> Result<Response> {
+    async fn send_prepared(&self, req: &Request, to: &Target<'_>, headers: &[(String, String)], attempt: &Arc<Attempt>) -> Result<Response> {
+        // Sendfile carries plain HTTP only (a redirect may lead to HTTPS).
         #[cfg(target_os = "linux")]
-        if let (Some(pool), Body::File(range)) = (&self.sendfile, &req.body)
-            && let Some(result) = self.put_with_sendfile(pool, req.method, target, headers, host, range, attempt).await
+        if let (Some(pool), Body::File(range), false) = (&self.sendfile, &req.body, to.secure)
+            && let Some(result) = self.put_with_sendfile(pool, req.method, to, headers, range, attempt).await
         {
             return result;
         }
-        #[cfg(not(target_os = "linux"))]
-        let _ = (target, host);
 
         let method = reqwest::Method::from_bytes(req.method.as_bytes()).expect("static method names are valid");
-        let mut builder = self.http.request(method, url);
+        let mut builder = self.http.request(method, to.url);
         for (k, v) in headers {
             builder = builder.header(k.as_str(), v.as_str());
         }
@@ -647,14 +661,14 @@ impl Client {
         &self,
         pool: &crate::sendfile::Pool,
         method: &str,
-        target: &str,
+        to: &Target<'_>,
         headers: &[(String, String)],
-        host: &str,
         range: &FileRange,
         attempt: &Attempt,
     ) -> Option<Result<Response>> {
         use crate::sendfile::Failure;
-        let mut head = format!("{method} {target} HTTP/1.1\r\n");
+        let (host, port) = (to.host, to.port);
+        let mut head = format!("{method} {} HTTP/1.1\r\n", to.target);
         for (k, v) in headers {
             if v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
                 return Some(Err(Error::invalid_argument(format!("request cannot be built: header {k} holds a line break"))));
@@ -662,7 +676,6 @@ impl Client {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
         head.push_str("\r\n");
-        let port = self.config.endpoint.port;
         let activity = Activity::new();
         let exchange = async {
             let put = crate::sendfile::Put { host, port, head: head.as_bytes(), range, activity: &activity, attempt };
@@ -734,6 +747,45 @@ impl Client {
             }
         }
         Ok(Response { status, headers, body: Bytes::from(body) })
+    }
+}
+
+/// Where one attempt of a request goes.
+struct Target<'a> {
+    url: &'a str,
+    /// Path and query as they go on the wire.
+    target: &'a str,
+    host: &'a str,
+    port: u16,
+    secure: bool,
+}
+
+/// Where a redirect sends a request: the host, port and scheme of its
+/// Location. The path stays the request's own, as with the reference SDK.
+#[derive(Debug, Clone, PartialEq)]
+struct Redirect {
+    secure: bool,
+    host: String,
+    port: u16,
+}
+
+impl Redirect {
+    /// The redirect `resp` asks for, if it is one that is followed: a 3xx
+    /// (but 304) with an absolute http(s) Location. From HTTPS, never to
+    /// plain HTTP: the request's signature and token would go in the clear.
+    fn from_response(resp: &Response, from_secure: bool) -> Option<Redirect> {
+        if !(300..400).contains(&resp.status) || resp.status == 304 {
+            return None;
+        }
+        let url = reqwest::Url::parse(resp.header("location")?.trim()).ok()?;
+        let secure = match url.scheme() {
+            "https" => true,
+            "http" if !from_secure => false,
+            _ => return None,
+        };
+        let host = url.host_str().filter(|h| !h.is_empty())?.to_string();
+        let port = url.port_or_known_default()?;
+        Some(Redirect { secure, host, port })
     }
 }
 
@@ -1470,6 +1522,28 @@ mod tests {
             assert!(d <= Duration::from_secs(1));
             assert!(d >= Duration::from_millis(50).min(Duration::from_millis(100 << n.min(4)) / 2));
         }
+    }
+
+    #[test]
+    fn redirects_followed_are_3xx_with_an_absolute_location_never_down_to_plain_http() {
+        let resp = |status: u16, location: Option<&str>| Response {
+            status,
+            headers: location.map(|l| vec![("location".to_string(), l.to_string())]).unwrap_or_default(),
+            body: Bytes::new(),
+        };
+        let to = |secure: bool, host: &str, port: u16| Some(Redirect { secure, host: host.to_string(), port });
+        assert_eq!(Redirect::from_response(&resp(307, Some("http://obs.b.example:8080/k?x")), false), to(false, "obs.b.example", 8080));
+        assert_eq!(Redirect::from_response(&resp(301, Some("https://obs.b.example/k")), false), to(true, "obs.b.example", 443));
+        assert_eq!(Redirect::from_response(&resp(302, Some(" http://[::1]/k ")), false), to(false, "[::1]", 80));
+        assert_eq!(Redirect::from_response(&resp(308, Some("https://b.example:9443/")), true), to(true, "b.example", 9443));
+        // From HTTPS to plain HTTP, relative, another scheme, no Location, not a redirect.
+        assert_eq!(Redirect::from_response(&resp(307, Some("http://b.example/k")), true), None);
+        assert_eq!(Redirect::from_response(&resp(307, Some("/k?uploads")), false), None);
+        assert_eq!(Redirect::from_response(&resp(307, Some("ftp://b.example/k")), false), None);
+        assert_eq!(Redirect::from_response(&resp(307, None), false), None);
+        assert_eq!(Redirect::from_response(&resp(304, Some("http://b.example/k")), false), None);
+        assert_eq!(Redirect::from_response(&resp(200, Some("http://b.example/k")), false), None);
+        assert_eq!(Redirect::from_response(&resp(400, Some("http://b.example/k")), false), None);
     }
 
     #[test]
