@@ -190,7 +190,14 @@ test('the record holds no credentials and is private to its owner', async () => 
     CheckpointFile: record,
     SseCKey: 'K'.repeat(32),
   };
-  await h.uploadStoppedAt(client, params, PART);
+  // Under a umask that takes nothing away, so that the mode is the one the
+  // record was created with.
+  const umask = process.umask(0);
+  try {
+    await h.uploadStoppedAt(client, params, PART);
+  } finally {
+    process.umask(umask);
+  }
   const text = fs.readFileSync(record, 'utf8');
   expect(text).not.toContain(server.secretKey);
   expect(text).not.toContain(server.accessKey);
