@@ -9,7 +9,7 @@ interface ObsClientOptions {
   is_secure?: boolean;
   port?: number;
   path_style?: boolean;
-  /** As the official SDK: negotiated per bucket unless `is_signature_negotiation` is false ('obs' then signs OBS, 'v2' V2). 'v4' with a `region`: AWS V4; without one, as 'v2'. */
+  /** As the official SDK: negotiated per bucket on a virtual-hosted URL unless `is_signature_negotiation` is false ('obs' then signs OBS, 'v2' V2); a path-style, custom-domain (`is_cname`) or IP server negotiates nothing and signs V2. 'v4' with a `region` is AWS V4 everywhere; without one, as 'v2'. */
   signature?: 'obs' | 'v2' | 'v4';
   is_signature_negotiation?: boolean;
   region?: string;
@@ -54,7 +54,8 @@ interface UploadFileParams {
   SseKmsKey?: string;
   SseC?: string;
   SseCKey?: string;
-  Expires?: number;
+  /** Days until the object expires: a whole number, or a string of one. */
+  Expires?: number | string;
   ProgressCallback?: (transferredBytes: number, totalBytes: number, seconds: number) => void;
   ResumeCallback?: (handle: ResumeHandle) => void;
   /** Cancels like ResumeCallback's cancel() (record and upload kept); rejects with an AbortError. obs-native only. */
@@ -96,6 +97,9 @@ declare class ObsError extends Error {
   uploadId?: string;
   partNumber?: number;
   retryable?: boolean;
+  /** The server's own error code and message, where it gave them. */
+  serviceCode?: string;
+  serviceMessage?: string;
 }
 
 declare class ObsClient {
