@@ -51,6 +51,40 @@ test('the answer to CompleteMultipartUpload is lost: the retry finds the object 
   expect(await h.faultsFired(server)).toEqual([1]);
 });
 
+// A 200 to the complete whose body is not XML at all (here, as a body
+// compressed without being asked to be would look). It used to be taken as
+// success with an empty ETag, whether or not the object was made.
+const NOT_XML = '\u001f\u008b\b\u0000 not XML';
+const completes = async () => (await server.stats()).requests.filter((r) => r.method === 'POST' && /(^|&)uploadId=/.test(r.query));
+
+test('a 200 to the complete that is not XML, the object made: sent again, the object is found complete, success with its ETag', async () => {
+  const file = h.makeFile(dir, 2 * PART + 3);
+  const key = h.uniqueKey('garbled-complete');
+  await server.addFault({ ...COMPLETE, action: { replace_body: NOT_XML } });
+  const result = await client.uploadFile({ Bucket: h.BUCKET, Key: key, UploadFile: file });
+  expect(result.CommonMsg.Status).toBe(200);
+  expect(result.InterfaceResult.ETag).toMatch(/^"[0-9a-f]{32}-3"$/);
+  await h.expectUploaded(server, key, file);
+  expect(await h.faultsFired(server)).toEqual([1]);
+  expect(await completes()).toHaveLength(2);
+  expect(await h.newUploads(server)).toEqual([]);
+});
+
+test('a 200 to the complete that is never XML, nothing made: sent again up to max_retry_count, then the call fails and the upload is aborted', async () => {
+  const file = h.makeFile(dir, PART + 3);
+  const key = h.uniqueKey('garbled-complete-always');
+  await server.addFault({ ...COMPLETE, times: 0, action: { status: 200, body: NOT_XML } });
+  const c = h.clientFor(server, { max_retry_count: 2 });
+  const { err, result } = await h.uploadWithCallback(c, { Bucket: h.BUCKET, Key: key, UploadFile: file });
+  expect(result).toBeUndefined();
+  expect(err.code).toBe('UploadFileFailed');
+  const bytes = Buffer.byteLength(NOT_XML);
+  expect(String(err)).toBe(`UploadFileFailed:Error: the answer to CompleteMultipartUpload could not be read (200 with ${bytes} bytes that are not XML)`);
+  expect(await completes()).toHaveLength(3);
+  expect(await h.newUploads(server)).toEqual([]);
+  await expect(h.readBack(server, key)).rejects.toThrow(/404/);
+});
+
 test('killed after the object was completed but before the record was removed: the next call succeeds without sending parts', async () => {
   const file = h.makeFile(dir, 2 * PART + 1);
   const key = h.uniqueKey('complete-then-kill');

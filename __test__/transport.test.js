@@ -269,3 +269,45 @@ describe('redirects', () => {
     }
   });
 });
+
+// Any server may send interim answers (1xx) unasked, before it has read the
+// request's body (RFC 9110 15.2). Over sendfile they used to be taken for an
+// early final answer: the part was cut off and retried into the same
+// interim answer, and the upload failed. The reference SDK completes.
+test.each([
+  ['100 Continue', (res) => res.writeContinue()],
+  ['103 Early Hints', (res) => res.writeEarlyHints({ link: '</x>; rel=preload' })],
+])('a server that sends %s on every request before reading it: both transports complete, as the reference SDK does', async (_, interim) => {
+  const real = new URL(server.endpoint);
+  // In front of the real server: the interim answer at once, then the
+  // request passed on and its answer passed back.
+  const front = http.createServer((req, res) => {
+    interim(res);
+    const up = http.request({ host: real.hostname, port: real.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
+      res.writeHead(answer.statusCode, answer.headers);
+      answer.pipe(res);
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise((r) => front.listen(0, '127.0.0.1', r));
+  try {
+    const endpoint = `http://127.0.0.1:${front.address().port}`;
+    // Parts of 5 MiB: more than the socket takes before the server reads.
+    const file = h.makeFile(dir, 2 * PART + 11);
+    for (const [name, value] of TRANSPORTS) {
+      const p = { Bucket: h.BUCKET, Key: h.uniqueKey(`interim-${name}`), UploadFile: file, PartSize: PART, TaskNum: 2 };
+      const result = await clientWith(value, { server: endpoint, max_retry_count: 0 }).uploadFile(p);
+      expect(result.CommonMsg.Status).toBe(200);
+      await h.expectUploaded(server, p.Key, file);
+    }
+    const ref = await h.referenceClientFor(server, { server: endpoint });
+    const p = { Bucket: h.BUCKET, Key: h.uniqueKey('interim-ref'), UploadFile: file, PartSize: PART, TaskNum: 2 };
+    const theirs = await new Promise((r) => ref.uploadFile(p, (err, res) => r({ err, res })));
+    expect(theirs.err).toBeFalsy();
+    await h.expectUploaded(server, p.Key, file);
+    expect(await h.newUploads(server)).toEqual([]);
+  } finally {
+    front.close();
+  }
+});

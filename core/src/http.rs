@@ -466,7 +466,7 @@ impl Client {
                 _ => starved = None,
             }
             let again = match &outcome {
-                Ok(resp) => is_retryable_status(resp.status) || is_error_in_success(resp),
+                Ok(resp) => is_retryable_status(resp.status) || is_error_in_success(resp) || is_unreadable_completion(req, resp),
                 Err(e) => e.retryable,
             };
             if !again || req.halted() || retry >= self.retry.max_retries {
@@ -1083,6 +1083,20 @@ pub fn is_retryable_status(status: u16) -> bool {
 /// A 200 whose body is an `<Error>`: S3 answers a CompleteMultipartUpload
 /// so when it fails after the status went out (an InternalError, as a rule),
 /// and the request may be sent again as after a 500.
+/// Whether `resp` is a 200 to a CompleteMultipartUpload (a POST to an
+/// upload) whose body says nothing readable: not XML (say, compressed
+/// without being asked to be). Whether the object was made is unknown, so
+/// the request is sent again, as for a lost answer: the upload answers
+/// again, or is found gone (completed) and the object is looked at. An
+/// empty body is taken as it is, as the reference SDK takes it.
+pub fn is_unreadable_completion(req: &Request, resp: &Response) -> bool {
+    req.method == "POST"
+        && req.query.iter().any(|(k, _)| k == "uploadId")
+        && resp.status == 200
+        && resp.body.iter().any(|b| !b.is_ascii_whitespace())
+        && xml::parse(&resp.body).is_none()
+}
+
 pub fn is_error_in_success(resp: &Response) -> bool {
     resp.status == 200
         && resp.body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<')

@@ -240,6 +240,14 @@ pub async fn complete_multipart_upload(
     if !resp.is_success() {
         return Err(service_error(&resp, sig));
     }
+    // Sent again already (`is_unreadable_completion`), to no avail.
+    if http::is_unreadable_completion(&req, &resp) {
+        let encoding = resp.header("content-encoding").map(|e| format!(", Content-Encoding {e}")).unwrap_or_default();
+        return Err(Error::network(format!(
+            "the answer to CompleteMultipartUpload could not be read (200 with {} bytes that are not XML{encoding})",
+            resp.body.len()
+        )));
+    }
     let root = xml::parse(&resp.body);
     // S3 may answer 200 and put the error in the body; the client has sent
     // the request again on such answers already (`is_error_in_success`).

@@ -436,6 +436,7 @@ fn sendfile_waiting(
     cancelled: &AtomicBool,
     halt: Option<&AtomicBool>,
 ) -> io::Result<usize> {
+    let mut interim = 0;
     loop {
         if cancelled.load(Ordering::Relaxed) {
             return Err(io::Error::other("the request was given up"));
@@ -453,15 +454,94 @@ fn sendfile_waiting(
                 // hang-ups are left to the next sendfile to report.
                 let n = unsafe { libc::poll(&mut ready, 1, CANCEL_CHECK_MS) };
                 // The server speaks before the body is all in and takes no
-                // more: it has answered early (a refusal) or is closing.
+                // more: it has answered early (a refusal) or is closing,
+                // unless what it said is an interim answer (100 Continue,
+                // 103 Early Hints), which any server may send unasked
+                // (RFC 9110 15.2): that is read and the body goes on.
                 if n > 0 && ready.revents & libc::POLLIN != 0 && ready.revents & libc::POLLOUT == 0 {
-                    return Err(io::Error::new(io::ErrorKind::ConnectionAborted, EarlyAnswer));
+                    match skip_interim(socket)? {
+                        Interim::Skipped if interim < MAX_INTERIM => interim += 1,
+                        Interim::Partial => {
+                            // The rest of it is on its way: wait a little
+                            // (for it, or for room to send) instead of spinning.
+                            let mut room = libc::pollfd { fd: socket.as_raw_fd(), events: libc::POLLOUT, revents: 0 };
+                            // SAFETY: as above.
+                            unsafe { libc::poll(&mut room, 1, INTERIM_WAIT_MS) };
+                        }
+                        _ => return Err(io::Error::new(io::ErrorKind::ConnectionAborted, EarlyAnswer)),
+                    }
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             other => return other,
         }
     }
+}
+
+/// How long to wait for the rest of an interim answer that arrived in part
+/// while the body's sending waits for room.
+const INTERIM_WAIT_MS: libc::c_int = 5;
+
+/// What the server has sent while the body is still going out.
+#[derive(Debug, PartialEq)]
+enum Interim {
+    /// Interim answers (1xx), now read; nothing else came.
+    Skipped,
+    /// An interim answer's head, not all here yet (any whole ones before it
+    /// are read).
+    Partial,
+    /// A final answer, something that is not HTTP, or the end of the
+    /// connection: left unread, for the response reader.
+    Final,
+}
+
+/// Reads the interim answers (1xx heads) waiting on `socket`, if that is
+/// all that waits there; anything else stays for `read_response`.
+fn skip_interim(socket: &impl AsRawFd) -> io::Result<Interim> {
+    let fd = socket.as_raw_fd();
+    let mut buf = vec![0u8; MAX_HEAD];
+    // SAFETY: `buf` is a live buffer of its length; peeking consumes nothing.
+    let n = match count(unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_PEEK | libc::MSG_DONTWAIT) }) {
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Interim::Partial),
+        Err(e) => return Err(e),
+    };
+    let mut read = 0;
+    let found = loop {
+        if read == n {
+            break if read == 0 { Interim::Final } else { Interim::Skipped };
+        }
+        let mut headers = [httparse::EMPTY_HEADER; 128];
+        let mut resp = httparse::Response::new(&mut headers);
+        match resp.parse(&buf[read..n]) {
+            Ok(httparse::Status::Complete(len)) if resp.code.is_some_and(|c| (100..200).contains(&c) && c != 101) => read += len,
+            Ok(httparse::Status::Partial) if n < buf.len() && looks_interim(&buf[read..n]) => break Interim::Partial,
+            _ => break Interim::Final,
+        }
+    };
+    if found == Interim::Final && read > 0 {
+        // A final answer after interim ones: leave it all to the reader,
+        // which skips interim answers itself.
+        return Ok(Interim::Final);
+    }
+    let mut left = read;
+    while left > 0 {
+        // SAFETY: as above; these bytes are already waiting, so this does not block.
+        left -= count(unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), left, libc::MSG_DONTWAIT) })?;
+    }
+    Ok(found)
+}
+
+/// Whether the start of a head that is not all here is an interim answer's
+/// (`HTTP/1.x 1`), or too short to tell.
+fn looks_interim(start: &[u8]) -> bool {
+    const PREFIX: &[u8] = b"HTTP/1.";
+    let n = start.len().min(PREFIX.len());
+    if start[..n] != PREFIX[..n] {
+        return false;
+    }
+    // "HTTP/1.x " is 9 bytes; the status's first digit follows.
+    start.get(9).is_none_or(|d| *d == b'1')
 }
 
 /// Whose fault a failed sendfile is. Only errors that can come from
@@ -965,6 +1045,79 @@ mod tests {
         drop(pool);
         done.send(()).unwrap();
         server.join().unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn interim_answers_sent_while_the_body_waits_for_room_are_read_and_the_body_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let len = 32u64 << 20;
+        let file = sparse_file(&dir, len);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // Before reading any of the body (so the client's socket fills):
+        // a 100 Continue, then a 103 in two pieces, 50 ms apart; then the
+        // whole body, then the answer.
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            crate::http::read_request_head(&mut conn).unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+            std::io::Write::write_all(&mut conn, b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early").unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+            std::io::Write::write_all(&mut conn, b" Hints\r\nLink: </x>\r\n\r\n").unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+            let mut left = len as usize;
+            let mut buf = vec![0u8; 1 << 20];
+            while left > 0 {
+                let n = std::io::Read::read(&mut conn, &mut buf[..left.min(1 << 20)]).unwrap();
+                assert!(n > 0, "the body ended early");
+                left -= n;
+            }
+            std::io::Write::write_all(&mut conn, b"HTTP/1.1 200 OK\r\nETag: \"e\"\r\nContent-Length: 0\r\n\r\n").unwrap();
+            conn
+        });
+        let range = FileRange { file: Arc::new(file), offset: 0, len, sent: None, halt: None };
+        let (activity, attempt) = (Activity::new(), Attempt::new(None));
+        let head = format!("PUT /b/k HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {len}\r\n\r\n");
+        let pool = Pool::default();
+        let resp = tokio::time::timeout(Duration::from_secs(10), pool.put(&put_of(port, &head, &range, &activity, &attempt)))
+            .await
+            .expect("no wait for the watchdog")
+            .expect("the body went on past the interim answers");
+        assert_eq!((resp.status, resp.header("etag")), (200, Some("\"e\"")));
+        assert_eq!(attempt.counted(), len);
+        drop(server.join().unwrap());
+    }
+
+    #[test]
+    fn what_waits_on_the_socket_while_the_body_goes_out() {
+        let cases: [(&[u8], Interim, usize); 7] = [
+            (b"HTTP/1.1 100 Continue\r\n\r\n", Interim::Skipped, 0),
+            (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Ea", Interim::Partial, 15),
+            (b"HTTP/1.", Interim::Partial, 7),
+            (b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n", Interim::Final, 45),
+            (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n\r\n", Interim::Final, 44),
+            (b"HTTP/1.1 101 Switching Protocols\r\n\r\n", Interim::Final, 36),
+            (b"garbage", Interim::Final, 7),
+        ];
+        for (sent, expected, left) in cases {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let (mut server, _) = listener.accept().unwrap();
+            std::io::Write::write_all(&mut server, sent).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            assert_eq!(skip_interim(&client).unwrap(), expected, "{}", String::from_utf8_lossy(sent));
+            // What was not read is still there for the response reader.
+            drop(server);
+            let mut rest = Vec::new();
+            std::io::Read::read_to_end(&mut client, &mut rest).unwrap();
+            assert_eq!(rest.len(), left, "{}", String::from_utf8_lossy(sent));
+        }
+        // The server closed without a word.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        drop(listener.accept().unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(skip_interim(&client).unwrap(), Interim::Final);
     }
 
     #[tokio::test]

@@ -12,6 +12,8 @@
 //! | action | effect |
 //! |---|---|
 //! | `{"status":503,"code":"SlowDown","message":"...","no_drain":false}` | answer this S3 error without asking the store (the body is read first unless `no_drain`) |
+//! | `{"status":200,"body":"..."}` | answer this status with this text as the body (`text/plain`), without asking the store |
+//! | `{"replace_body":"..."}` | let the store act (its answer read to its end), then answer 200 with this text (`text/plain`) instead |
 //! | `{"reset_after_bytes":N}` | read N body bytes, then reset the connection |
 //! | `{"delay_ms":N}` | wait N ms, then pass the request on; with another outcome: wait, then do it |
 //! | `{"hang":true}` | read the body and never answer |
@@ -78,6 +80,11 @@ pub struct ActionSpec {
     pub respond_after_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_bytes_per_sec: Option<u64>,
+    /// With `status`: this text is the answer's body, in place of an S3 error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replace_body: Option<String>,
 }
 
 /// What the front does to a request a rule fired on.
@@ -97,7 +104,12 @@ pub enum Outcome {
         code: String,
         message: String,
         drain_body: bool,
+        /// Sent as is (`text/plain`) in place of the S3 error document.
+        raw_body: Option<String>,
     },
+    /// Let the backend act to its end (its answer read whole), then answer 200
+    /// with this text (`text/plain`) in place of its answer.
+    Replace { body: String },
     /// Read this many body bytes, then reset the connection.
     Reset { after_bytes: u64 },
     /// Swallow the body and never answer.
@@ -130,9 +142,13 @@ impl ActionSpec {
                     .clone()
                     .unwrap_or_else(|| "Fault injected by obs-testkit".to_owned()),
                 drain_body: !self.no_drain,
+                raw_body: self.body.clone(),
             });
-        } else if self.code.is_some() || self.message.is_some() || self.no_drain {
-            return Err("code, message and no_drain go with status".to_owned());
+        } else if self.code.is_some() || self.message.is_some() || self.no_drain || self.body.is_some() {
+            return Err("code, message, no_drain and body go with status".to_owned());
+        }
+        if let Some(body) = &self.replace_body {
+            outcomes.push(Outcome::Replace { body: body.clone() });
         }
         if let Some(after_bytes) = self.reset_after_bytes {
             outcomes.push(Outcome::Reset { after_bytes });
@@ -157,7 +173,7 @@ impl ActionSpec {
             1 => outcomes.remove(0),
             _ => {
                 return Err(
-                    "action needs exactly one of status, reset_after_bytes, hang, drop_response, respond_after_ms, read_bytes_per_sec (delay_ms may go with any)"
+                    "action needs exactly one of status, reset_after_bytes, hang, drop_response, respond_after_ms, read_bytes_per_sec, replace_body (delay_ms may go with any)"
                         .to_owned(),
                 );
             }

@@ -158,6 +158,7 @@ impl Front {
                 code,
                 message,
                 drain_body,
+                raw_body,
             } => {
                 let (_, mut body) = request.into_parts();
                 if drain_body {
@@ -166,9 +167,21 @@ impl Front {
                         frame?;
                     }
                 }
-                let response = error_response(status, &code, &message, &ids);
+                let response = match raw_body {
+                    Some(text) => text_response(status, text, &ids),
+                    None => error_response(status, &code, &message, &ids),
+                };
                 record.set_status(status.as_u16());
                 Ok(response)
+            }
+            Outcome::Replace { body: text } => {
+                let response = self.dispatch(request, &ids, dialect).await?;
+                // Its answer read to its end, so that the store finishes what
+                // it streams (CompleteMultipartUpload), then replaced.
+                let mut answer = response.into_body();
+                while let Some(Ok(_)) = answer.frame().await {}
+                record.set_status(200);
+                Ok(text_response(StatusCode::OK, text, &ids))
             }
             Outcome::Reset { after_bytes } => {
                 let (_, mut body) = request.into_parts();
@@ -407,6 +420,16 @@ fn error_response(
 ) -> Response<s3s::Body> {
     let document = s3_xml::error(code, message, &ids.request_id, &ids.host_id);
     xml_response(status, document, ids)
+}
+
+fn text_response(status: StatusCode, text: String, ids: &RequestIds) -> Response<s3s::Body> {
+    let mut response = Response::new(s3s::Body::from(text));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    ids.stamp(response.headers_mut());
+    response
 }
 
 fn xml_response(status: StatusCode, document: String, ids: &RequestIds) -> Response<s3s::Body> {
