@@ -1098,8 +1098,10 @@ pub fn is_unreadable_completion(req: &Request, resp: &Response) -> bool {
 }
 
 pub fn is_error_in_success(resp: &Response) -> bool {
+    // A UTF-8 byte order mark may come first, as in any XML document.
+    let body = resp.body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&resp.body);
     resp.status == 200
-        && resp.body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<')
+        && body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<')
         && xml::parse(&resp.body).is_some_and(|root| root.name == "Error")
 }
 
@@ -1537,6 +1539,17 @@ mod tests {
             assert!(d <= Duration::from_secs(1));
             assert!(d >= Duration::from_millis(50).min(Duration::from_millis(100 << n.min(4)) / 2));
         }
+    }
+
+    #[test]
+    fn a_200_holding_an_error_is_one_with_or_without_a_byte_order_mark() {
+        let ok = |body: &'static [u8]| Response { status: 200, headers: vec![], body: Bytes::from_static(body) };
+        let error = b"<Error><Code>InternalError</Code><Message>x</Message></Error>";
+        assert!(is_error_in_success(&ok(error)));
+        assert!(is_error_in_success(&ok(b"\xEF\xBB\xBF\n<Error><Code>InternalError</Code></Error>")));
+        assert!(!is_error_in_success(&ok(b"<CompleteMultipartUploadResult><ETag>e</ETag></CompleteMultipartUploadResult>")));
+        assert!(!is_error_in_success(&ok(b"")));
+        assert!(!is_error_in_success(&Response { status: 500, ..ok(error) }));
     }
 
     #[test]
