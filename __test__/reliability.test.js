@@ -226,6 +226,10 @@ test('8 uploads cancelled at once, 5 times over: no part data is left behind', a
   const files = [];
   for (let i = 0; i < 8; i += 1) files.push(h.makeFile(dir, 8 * PART));
   const before = new Set(await server.orphanParts());
+  // Uploads the cancel reached while under way. Progress reaches JavaScript
+  // a little after the bytes go, so a late round (cancel at 80%) may find
+  // every upload ended; the early ones (20%, 35%) cannot.
+  let cancelled = 0;
   for (let round = 0; round < 5; round += 1) {
     const handles = [];
     const at = (0.2 + 0.15 * round) * 8 * PART;
@@ -249,9 +253,7 @@ test('8 uploads cancelled at once, 5 times over: no part data is left behind', a
         }),
       ),
     );
-    // The cancel reached uploads under way (those that had ended by then
-    // are complete, and checked as such).
-    expect(outcomes.filter((o) => o.err).length).toBeGreaterThan(0);
+    cancelled += outcomes.filter((o) => o.err).length;
     for (let i = 0; i < outcomes.length; i += 1) {
       if (outcomes[i].err) {
         expect(outcomes[i].err.code).toBe('Upload suspened');
@@ -261,6 +263,7 @@ test('8 uploads cancelled at once, 5 times over: no part data is left behind', a
       }
     }
   }
+  expect(cancelled).toBeGreaterThan(0);
   // A part stored after its upload's abort would show by now.
   await new Promise((r) => setTimeout(r, 1500));
   expect((await server.orphanParts()).filter((id) => !before.has(id))).toEqual([]);
