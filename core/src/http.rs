@@ -567,7 +567,10 @@ impl Client {
         headers.push(("Date".into(), httpdate::fmt_http_date(now)));
         headers.push(("Host".into(), host_header));
         let body_len = req.body.len();
-        if req.method != "GET" && req.method != "HEAD" && !matches!(req.body, Body::Empty) {
+        // POST and PUT always say their length, 0 included (the initiate is
+        // an empty POST): some front ends refuse a POST without one (411),
+        // and the reference SDK sends it too.
+        if req.method == "POST" || req.method == "PUT" || !matches!(req.body, Body::Empty) {
             headers.push(("Content-Length".into(), body_len.to_string()));
         }
         let creds = self.credentials();
