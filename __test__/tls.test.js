@@ -173,11 +173,14 @@ describe('HTTPS through a proxy (CONNECT tunnel)', () => {
   let proxy;
   let proxyUrl;
   const tunnels = [];
+  // The Proxy-Authorization each tunnel was asked with.
+  const auths = [];
 
   beforeAll(async () => {
     proxy = http.createServer((req, res) => res.writeHead(405).end());
     proxy.on('connect', (req, client, head) => {
       tunnels.push(req.url);
+      auths.push(req.headers['proxy-authorization']);
       const [host, port] = req.url.split(':');
       const upstream = net.connect(Number(port), host, () => {
         client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
@@ -199,6 +202,7 @@ describe('HTTPS through a proxy (CONNECT tunnel)', () => {
 
   test('uploads through the tunnel: same bytes, every request tunnelled to the endpoint', async () => {
     tunnels.length = 0;
+    auths.length = 0;
     const file = h.makeFile(ctx.dir, 2 * 5 * h.MB + 9);
     const key = h.uniqueKey('tls-proxy');
     const result = await httpsClient({ proxy: proxyUrl, ssl_verify: path.join(TLS, 'ca.pem') }).uploadFile({ Bucket: h.BUCKET, Key: key, UploadFile: file, PartSize: 5 * h.MB, TaskNum: 2 });
@@ -206,6 +210,8 @@ describe('HTTPS through a proxy (CONNECT tunnel)', () => {
     await h.expectUploaded(ctx.server, key, file);
     expect(tunnels.length).toBeGreaterThan(0);
     expect(new Set(tunnels)).toEqual(new Set([new URL(endpoint).host]));
+    // The credentials in the proxy's URL, as Basic auth, on every tunnel.
+    expect(new Set(auths)).toEqual(new Set([`Basic ${Buffer.from('user:pr0xy-pw').toString('base64')}`]));
   });
 
   // The tunnel is made; the certificate inside it is the endpoint's, so the

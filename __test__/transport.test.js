@@ -349,3 +349,47 @@ test.each(TRANSPORTS)('%s: behind a front that refuses a POST without a length (
     front.close();
   }
 });
+
+// A plain-HTTP proxy that wants credentials: those in the proxy's URL go
+// with every request as Basic auth; without them it answers 407, which ends
+// the call and sends nothing on to the server.
+test('a proxy that asks for credentials gets those in its URL with every request, and 407 without them', async () => {
+  const want = `Basic ${Buffer.from('user:pr0xy-pw').toString('base64')}`;
+  const seen = [];
+  const proxy = http.createServer((req, res) => {
+    seen.push(req.headers['proxy-authorization']);
+    if (req.headers['proxy-authorization'] !== want) {
+      req.resume();
+      res.writeHead(407, { 'Proxy-Authenticate': 'Basic realm="test"', 'Content-Length': 0 });
+      res.end();
+      return;
+    }
+    const to = new URL(req.url);
+    const headers = { ...req.headers };
+    delete headers['proxy-authorization'];
+    const up = http.request({ host: to.hostname, port: to.port, method: req.method, path: to.pathname + to.search, headers }, (answer) => {
+      res.writeHead(answer.statusCode, answer.headers);
+      answer.pipe(res);
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise((r) => proxy.listen(0, '127.0.0.1', r));
+  try {
+    const at = `127.0.0.1:${proxy.address().port}`;
+    const file = h.makeFile(dir, PART + 9);
+    const p = { Bucket: h.BUCKET, Key: h.uniqueKey('proxy-auth'), UploadFile: file, PartSize: PART };
+    const result = await h.clientFor(server, { proxy: `http://user:pr0xy-pw@${at}` }).uploadFile(p);
+    expect(result.CommonMsg.Status).toBe(200);
+    await h.expectUploaded(server, p.Key, file);
+    expect(seen).toEqual(Array(4).fill(want)); // initiate, 2 parts, complete
+    seen.length = 0;
+    await server.resetStats();
+    const { err } = await h.uploadWithCallback(h.clientFor(server, { proxy: `http://${at}`, max_retry_count: 0 }), { ...p, Key: h.uniqueKey('proxy-no-auth') });
+    expect(String(err)).toBe('HttpStatus407:');
+    expect(seen).toEqual([undefined]);
+    expect((await server.stats()).requests).toEqual([]);
+  } finally {
+    proxy.close();
+  }
+});
