@@ -25,7 +25,7 @@ beforeAll(async () => {
   file = h.makeFile(dir, MB + 7);
 });
 
-const refUpload = (params) => new Promise((resolve) => ref.uploadFile(params, (err, result) => resolve({ err, result })));
+const refUpload = (params) => h.uploadWithCallback(ref, params);
 
 async function expectNothingSent() {
   expect((await server.stats()).requests).toEqual([]);

@@ -4,6 +4,7 @@
 
 const crypto = require('node:crypto');
 const fs = require('node:fs');
+const http = require('node:http');
 const os = require('node:os');
 const path = require('node:path');
 const { startServer } = require('./kit/server.js');
@@ -92,6 +93,14 @@ async function expectUploaded(server, key, file) {
   expect(got.length).toBe(want.length);
   expect(got.equals(want)).toBe(true);
   expect(await newUploads(server)).toEqual([]);
+}
+
+/** Whether a logged request is a CompleteMultipartUpload (a POST to an upload). */
+const isComplete = (r) => r.method === 'POST' && /(^|&)uploadId=/.test(r.query);
+
+/** CompleteMultipartUpload requests since the last stats reset, whatever their answer. */
+async function completes(server) {
+  return (await server.stats()).requests.filter(isComplete);
 }
 
 /** PUT part requests the server answered with 200 since the last stats reset. */
@@ -208,6 +217,20 @@ async function mostInFlight(server, running, which, { windowMs } = {}) {
   return most;
 }
 
+/**
+ * Passes `req` on to `host`:`port` at `path` (with `headers`, the request's
+ * own unless given) and the answer back through `res`: a few lines of Node
+ * in front of the test server.
+ */
+function passOn(req, res, { host, port, path: target, headers = req.headers }) {
+  const up = http.request({ host, port, method: req.method, path: target, headers }, (answer) => {
+    res.writeHead(answer.statusCode, answer.headers);
+    answer.pipe(res);
+  });
+  up.on('error', () => res.destroy());
+  req.pipe(up);
+}
+
 /** Runs uploadFile in callback form; resolves with `{err, result}`. */
 function uploadWithCallback(client, params) {
   return new Promise((resolve) => client.uploadFile(params, (err, result) => resolve({ err, result })));
@@ -248,7 +271,10 @@ module.exports = {
   newUploads,
   markUploads,
   expectUploaded,
+  isComplete,
+  completes,
   partPuts,
+  passOn,
   sealRecord,
   partsRecorded,
   slowParts,

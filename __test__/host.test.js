@@ -56,7 +56,6 @@ function startWorker(params, progressAt, exitAtProgress = false) {
 }
 
 const requestsFor = async (key) => (await ctx.server.stats()).requests.filter((r) => r.path.endsWith(`/${key}`));
-const isComplete = (r) => r.method === 'POST' && /(^|&)uploadId=/.test(r.query);
 const partNumbersStored = (requests) =>
   requests.filter((r) => r.method === 'PUT' && r.status === 200 && /partNumber=/.test(r.query)).map((r) => Number(/partNumber=(\d+)/.exec(r.query)[1]));
 
@@ -94,7 +93,7 @@ test('a worker terminated mid-upload with a checkpoint: the upload stops and kee
   // had the upload gone on without its worker.
   await sleep(1500);
   const before = await requestsFor(key);
-  expect(before.filter(isComplete)).toEqual([]);
+  expect(before.filter(h.isComplete)).toEqual([]);
   const stored = JSON.parse(fs.readFileSync(record, 'utf8'));
   expect(await h.newUploads(ctx.server)).toEqual([stored.uploadId]);
   const done = Object.entries(stored.partsMeta).filter(([, p]) => p.isCompleted).map(([n]) => Number(n));
@@ -134,7 +133,7 @@ test.each([
   await until('the upload aborted', async () => (await requestsFor(key)).some((r) => r.method === 'DELETE' && r.status === 204));
   await sleep(1000);
   expect(await h.newUploads(ctx.server)).toEqual([]);
-  expect((await requestsFor(key)).filter(isComplete)).toEqual([]);
+  expect((await requestsFor(key)).filter(h.isComplete)).toEqual([]);
   await expect(h.readBack(ctx.server, key)).rejects.toThrow(/404/);
 });
 

@@ -22,17 +22,7 @@ const ciphers = [];
 beforeAll(async () => {
   // honorCipherOrder: false, so that the client's order of cipher suites decides.
   const options = { key: fs.readFileSync(path.join(TLS, 'key.pem')), cert: fs.readFileSync(path.join(TLS, 'cert.pem')), honorCipherOrder: false };
-  tls = https.createServer(options, (req, res) => {
-    const upstream = http.request(
-      { host: '127.0.0.1', port: ctx.server.port, method: req.method, path: req.url, headers: req.headers },
-      (answer) => {
-        res.writeHead(answer.statusCode, answer.headers);
-        answer.pipe(res);
-      },
-    );
-    upstream.on('error', () => res.destroy());
-    req.pipe(upstream);
-  });
+  tls = https.createServer(options, (req, res) => h.passOn(req, res, { host: '127.0.0.1', port: ctx.server.port, path: req.url }));
   tls.on('secureConnection', (socket) => ciphers.push(socket.getCipher().standardName));
   await new Promise((r) => tls.listen(0, '127.0.0.1', r));
   endpoint = `https://127.0.0.1:${tls.address().port}`;

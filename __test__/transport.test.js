@@ -180,24 +180,45 @@ test.each(TRANSPORTS)('%s: many small uploads at once keep their connections for
 });
 
 /**
- * A server on 127.0.0.1 that answers every request with `status` and a
- * Location of the same path and query on `to()` (an origin such as
- * `http://127.0.0.1:1234`); HTTPS with the test certificate when `tls`.
+ * A server on 127.0.0.1 in front of the test server: `answer(req, res)` may
+ * answer a request itself, and then returns true; any other request is
+ * passed on, where `to(req)` says (by default the same path on the test
+ * server). HTTPS with the test certificate when `tls`. `front.origin` is
+ * its `http(s)://127.0.0.1:port`.
+ */
+async function frontOf(answer, { tls = false, to } = {}) {
+  const real = new URL(server.endpoint);
+  const onward = to || ((req) => ({ host: real.hostname, port: real.port, path: req.url }));
+  const handle = (req, res) => {
+    if (!answer(req, res)) h.passOn(req, res, onward(req));
+  };
+  const certs = path.join(__dirname, 'fixtures', 'tls');
+  const front = tls ? https.createServer({ cert: fs.readFileSync(path.join(certs, 'cert.pem')), key: fs.readFileSync(path.join(certs, 'key.pem')) }, handle) : http.createServer(handle);
+  await new Promise((r) => front.listen(0, '127.0.0.1', r));
+  front.origin = `${tls ? 'https' : 'http'}://127.0.0.1:${front.address().port}`;
+  return front;
+}
+
+/** Answers `res` with `status` and no body, the request's body read and dropped. */
+function answerWith(req, res, status, headers = {}) {
+  req.resume();
+  res.writeHead(status, { ...headers, 'Content-Length': 0 });
+  res.end();
+  return true;
+}
+
+/**
+ * A front that answers every request with `status` and a Location of the
+ * same path and query on `to()` (an origin such as `http://127.0.0.1:1234`).
  * Counts what it answered.
  */
-async function redirector(status, to, { tls = false } = {}) {
-  const answer = (req, res) => {
-    req.resume();
-    server.answered += 1;
-    res.writeHead(status, { Location: `${to()}${req.url}`, 'Content-Length': 0 });
-    res.end();
-  };
-  const dir = path.join(__dirname, 'fixtures', 'tls');
-  const server = tls ? https.createServer({ cert: fs.readFileSync(path.join(dir, 'cert.pem')), key: fs.readFileSync(path.join(dir, 'key.pem')) }, answer) : http.createServer(answer);
-  server.answered = 0;
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  server.origin = `${tls ? 'https' : 'http'}://127.0.0.1:${server.address().port}`;
-  return server;
+async function redirector(status, to, options) {
+  const front = await frontOf((req, res) => {
+    front.answered += 1;
+    return answerWith(req, res, status, { Location: `${to()}${req.url}` });
+  }, options);
+  front.answered = 0;
+  return front;
 }
 
 // The reference SDK follows a redirect (a 3xx with a Location) for every
@@ -234,9 +255,9 @@ describe('redirects', () => {
       ]);
       // The reference SDK, through the same redirects.
       const ref = await h.referenceClientFor(server, options);
-      const theirs = await new Promise((r) => ref.uploadFile({ ...p, Key: h.uniqueKey('redirect-ref') }, (err, res) => r({ err, res })));
+      const theirs = await h.uploadWithCallback(ref, { ...p, Key: h.uniqueKey('redirect-ref') });
       expect(theirs.err).toBeFalsy();
-      expect(theirs.res.CommonMsg.Status).toBe(200);
+      expect(theirs.result.CommonMsg.Status).toBe(200);
     } finally {
       front.close();
     }
@@ -278,21 +299,14 @@ test.each([
   ['100 Continue', (res) => res.writeContinue()],
   ['103 Early Hints', (res) => res.writeEarlyHints({ link: '</x>; rel=preload' })],
 ])('a server that sends %s on every request before reading it: both transports complete, as the reference SDK does', async (_, interim) => {
-  const real = new URL(server.endpoint);
   // In front of the real server: the interim answer at once, then the
   // request passed on and its answer passed back.
-  const front = http.createServer((req, res) => {
+  const front = await frontOf((req, res) => {
     interim(res);
-    const up = http.request({ host: real.hostname, port: real.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
-      res.writeHead(answer.statusCode, answer.headers);
-      answer.pipe(res);
-    });
-    up.on('error', () => res.destroy());
-    req.pipe(up);
+    return false;
   });
-  await new Promise((r) => front.listen(0, '127.0.0.1', r));
   try {
-    const endpoint = `http://127.0.0.1:${front.address().port}`;
+    const endpoint = front.origin;
     // Parts of 5 MiB: more than the socket takes before the server reads.
     const file = h.makeFile(dir, 2 * PART + 11);
     for (const [name, value] of TRANSPORTS) {
@@ -303,7 +317,7 @@ test.each([
     }
     const ref = await h.referenceClientFor(server, { server: endpoint });
     const p = { Bucket: h.BUCKET, Key: h.uniqueKey('interim-ref'), UploadFile: file, PartSize: PART, TaskNum: 2 };
-    const theirs = await new Promise((r) => ref.uploadFile(p, (err, res) => r({ err, res })));
+    const theirs = await h.uploadWithCallback(ref, p);
     expect(theirs.err).toBeFalsy();
     await h.expectUploaded(server, p.Key, file);
     expect(await h.newUploads(server)).toEqual([]);
@@ -316,33 +330,21 @@ test.each([
 // by default) refuse a POST that gives no length with 411 Length Required;
 // the reference SDK sends Content-Length: 0, and obs-native did not.
 test.each(TRANSPORTS)('%s: behind a front that refuses a POST without a length (411), the upload goes through, as with the reference SDK', async (_, value) => {
-  const real = new URL(server.endpoint);
   const refused = [];
-  const front = http.createServer((req, res) => {
-    if (req.method === 'POST' && req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined) {
-      refused.push(req.url);
-      req.resume();
-      res.writeHead(411, { 'Content-Length': 0 });
-      res.end();
-      return;
-    }
-    const up = http.request({ host: real.hostname, port: real.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
-      res.writeHead(answer.statusCode, answer.headers);
-      answer.pipe(res);
-    });
-    up.on('error', () => res.destroy());
-    req.pipe(up);
+  const front = await frontOf((req, res) => {
+    if (req.method !== 'POST' || req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined) return false;
+    refused.push(req.url);
+    return answerWith(req, res, 411);
   });
-  await new Promise((r) => front.listen(0, '127.0.0.1', r));
   try {
-    const endpoint = `http://127.0.0.1:${front.address().port}`;
+    const endpoint = front.origin;
     const file = h.makeFile(dir, PART + 9);
     const p = { Bucket: h.BUCKET, Key: h.uniqueKey('length'), UploadFile: file, PartSize: PART };
     const result = await clientWith(value, { server: endpoint }).uploadFile(p);
     expect(result.CommonMsg.Status).toBe(200);
     await h.expectUploaded(server, p.Key, file);
     const ref = await h.referenceClientFor(server, { server: endpoint });
-    const theirs = await new Promise((r) => ref.uploadFile({ ...p, Key: h.uniqueKey('length-ref') }, (err, res) => r({ err, res })));
+    const theirs = await h.uploadWithCallback(ref, { ...p, Key: h.uniqueKey('length-ref') });
     expect(theirs.err).toBeFalsy();
     expect(refused).toEqual([]);
   } finally {
@@ -356,27 +358,20 @@ test.each(TRANSPORTS)('%s: behind a front that refuses a POST without a length (
 test('a proxy that asks for credentials gets those in its URL with every request, and 407 without them', async () => {
   const want = `Basic ${Buffer.from('user:pr0xy-pw').toString('base64')}`;
   const seen = [];
-  const proxy = http.createServer((req, res) => {
-    seen.push(req.headers['proxy-authorization']);
-    if (req.headers['proxy-authorization'] !== want) {
-      req.resume();
-      res.writeHead(407, { 'Proxy-Authenticate': 'Basic realm="test"', 'Content-Length': 0 });
-      res.end();
-      return;
-    }
+  // A proxy is asked for absolute URLs; it passes them on without its own
+  // credentials.
+  const onward = (req) => {
     const to = new URL(req.url);
     const headers = { ...req.headers };
     delete headers['proxy-authorization'];
-    const up = http.request({ host: to.hostname, port: to.port, method: req.method, path: to.pathname + to.search, headers }, (answer) => {
-      res.writeHead(answer.statusCode, answer.headers);
-      answer.pipe(res);
-    });
-    up.on('error', () => res.destroy());
-    req.pipe(up);
-  });
-  await new Promise((r) => proxy.listen(0, '127.0.0.1', r));
+    return { host: to.hostname, port: to.port, path: to.pathname + to.search, headers };
+  };
+  const proxy = await frontOf((req, res) => {
+    seen.push(req.headers['proxy-authorization']);
+    return req.headers['proxy-authorization'] !== want && answerWith(req, res, 407, { 'Proxy-Authenticate': 'Basic realm="test"' });
+  }, { to: onward });
   try {
-    const at = `127.0.0.1:${proxy.address().port}`;
+    const at = proxy.origin.replace('http://', '');
     const file = h.makeFile(dir, PART + 9);
     const p = { Bucket: h.BUCKET, Key: h.uniqueKey('proxy-auth'), UploadFile: file, PartSize: PART };
     const result = await h.clientFor(server, { proxy: `http://user:pr0xy-pw@${at}` }).uploadFile(p);
