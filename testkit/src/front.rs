@@ -175,11 +175,7 @@ impl Front {
                 Ok(response)
             }
             Outcome::Replace { body: text } => {
-                let response = self.dispatch(request, &ids, dialect).await?;
-                // Its answer read to its end, so that the store finishes what
-                // it streams (CompleteMultipartUpload), then replaced.
-                let mut answer = response.into_body();
-                while let Some(Ok(_)) = answer.frame().await {}
+                self.dispatch_unheard(request, &ids, dialect).await?;
                 record.set_status(200);
                 Ok(text_response(StatusCode::OK, text, &ids))
             }
@@ -203,11 +199,7 @@ impl Front {
                 Err(Box::new(ConnectionCut("hang ended")))
             }
             Outcome::DropResponse => {
-                let response = self.dispatch(request, &ids, dialect).await?;
-                // Run the response to its end so the store finishes whatever it streams
-                // (CompleteMultipartUpload answers through a keep-alive body), then cut.
-                let mut body = response.into_body();
-                while let Some(Ok(_)) = body.frame().await {}
+                self.dispatch_unheard(request, &ids, dialect).await?;
                 Err(Box::new(ConnectionCut("response dropped")))
             }
             Outcome::RespondAfter { hold } => self.act_to_the_end(request, &record, &ids, dialect, hold).await,
@@ -219,6 +211,20 @@ impl Front {
                 self.act_to_the_end(Request::from_parts(parts, body), &record, &ids, dialect, Duration::ZERO).await
             }
         }
+    }
+
+    /// Lets the store act and reads its answer to the end, so that the store
+    /// finishes whatever it streams (CompleteMultipartUpload answers through a
+    /// keep-alive body); the client is told something else, or nothing.
+    async fn dispatch_unheard(
+        &self,
+        request: Request<CountedBody>,
+        ids: &RequestIds,
+        dialect: Dialect,
+    ) -> Result<(), BoxError> {
+        let mut answer = self.dispatch(request, ids, dialect).await?.into_body();
+        while let Some(Ok(_)) = answer.frame().await {}
+        Ok(())
     }
 
     /// Lets the store act to its end in a task of its own, then answers after
@@ -423,21 +429,24 @@ fn error_response(
 }
 
 fn text_response(status: StatusCode, text: String, ids: &RequestIds) -> Response<s3s::Body> {
-    let mut response = Response::new(s3s::Body::from(text));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-    ids.stamp(response.headers_mut());
-    response
+    response_of(status, text, "text/plain", ids)
 }
 
 fn xml_response(status: StatusCode, document: String, ids: &RequestIds) -> Response<s3s::Body> {
-    let mut response = Response::new(s3s::Body::from(document));
+    response_of(status, document, "application/xml", ids)
+}
+
+fn response_of(
+    status: StatusCode,
+    body: String,
+    content_type: &'static str,
+    ids: &RequestIds,
+) -> Response<s3s::Body> {
+    let mut response = Response::new(s3s::Body::from(body));
     *response.status_mut() = status;
     response
         .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/xml"));
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     ids.stamp(response.headers_mut());
     response
 }
