@@ -4,7 +4,8 @@
 //
 //   node bench/client.js '<json spec>'
 //
-// spec: {client: 'obs-native' | 'esdk-obs-nodejs' | 'lib-storage', endpoint,
+// spec: {client: 'obs-native' | 'esdk-obs-nodejs' | 'lib-storage' | 'ali-oss'
+//        | 'cos-nodejs-sdk-v5', endpoint,
 //        accessKey, secretKey, bucket, files: [path...], keyPrefix, partSize,
 //        taskNum, concurrency, checkpoint, checksum, progress}
 // concurrency: how many files are uploaded at a time (default: all at once).
@@ -12,6 +13,7 @@
 //   loopDelay: {p50, p99, max} (ms), calledAt (epoch ms), error?}
 
 const fs = require('node:fs');
+const path = require('node:path');
 const { monitorEventLoopDelay, performance } = require('node:perf_hooks');
 
 const spec = JSON.parse(process.argv[2]);
@@ -64,6 +66,55 @@ function makeClient() {
         if (spec.progress) upload.on('httpUploadProgress', noop);
         await upload.done();
       };
+    }
+    // The peers' own resumable (multipart) uploads, with their defaults
+    // otherwise. They sign for their own clouds, so they run against the
+    // sink only, which checks no signature.
+    case 'ali-oss': {
+      const OSS = require('ali-oss');
+      const url = new URL(spec.endpoint);
+      // Over TLS it names the server by its region's host name, not the
+      // endpoint's, so the test certificate (for 127.0.0.1) is checked
+      // without its host name; its own keep-alive agent otherwise.
+      const { HttpsAgent } = require(require.resolve('agentkeepalive', { paths: [path.dirname(require.resolve('ali-oss'))] }));
+      const oss = new OSS({
+        endpoint: spec.endpoint,
+        secure: url.protocol === 'https:',
+        httpsAgent: new HttpsAgent({ checkServerIdentity: () => undefined }),
+        bucket: spec.bucket,
+        accessKeyId: spec.accessKey,
+        accessKeySecret: spec.secretKey,
+      });
+      return async (file, key) => {
+        const options = { parallel: spec.taskNum, partSize: spec.partSize };
+        if (spec.progress) options.progress = noop;
+        const result = await oss.multipartUpload(key, file, options);
+        if (!result || !result.res || result.res.status !== 200) throw new Error(`upload failed: ${result && result.res && result.res.status}`);
+      };
+    }
+    case 'cos-nodejs-sdk-v5': {
+      const COS = require('cos-nodejs-sdk-v5');
+      const url = new URL(spec.endpoint);
+      // COS addresses buckets by host name only; with the endpoint as its
+      // domain every request goes there, which the sink does not mind.
+      // FileParallelLimit: as many files at once as the others get.
+      const cos = new COS({
+        SecretId: spec.accessKey,
+        SecretKey: spec.secretKey,
+        Protocol: url.protocol,
+        Domain: url.host,
+        FileParallelLimit: spec.concurrency || spec.files.length,
+      });
+      return (file, key) =>
+        new Promise((resolve, reject) => {
+          const params = { Bucket: `${spec.bucket}-1250000000`, Region: 'ap-guangzhou', Key: key, FilePath: file, SliceSize: spec.partSize, AsyncLimit: spec.taskNum };
+          if (spec.progress) params.onProgress = noop;
+          cos.sliceUploadFile(params, (err, data) => {
+            if (err) reject(new Error(`upload failed: ${err.statusCode || ''} ${err.code || err.message || ''}`));
+            else if (!data || data.statusCode !== 200) reject(new Error(`upload failed: ${data && data.statusCode}`));
+            else resolve();
+          });
+        });
     }
     default:
       throw new Error(`unknown client ${spec.client}`);

@@ -77,6 +77,15 @@ pub fn complete_multipart_upload_result(
     )
 }
 
+/// A ListMultipartUploads answer that lists no upload (the sink keeps none for clients to resume).
+pub fn empty_multipart_uploads_list(bucket: &str, prefix: &str) -> String {
+    format!(
+        "{DECLARATION}<ListMultipartUploadsResult xmlns=\"{NAMESPACE}\"><Bucket>{}</Bucket><KeyMarker></KeyMarker><UploadIdMarker></UploadIdMarker><Prefix>{}</Prefix><MaxUploads>1000</MaxUploads><IsTruncated>false</IsTruncated></ListMultipartUploadsResult>",
+        escape(bucket),
+        escape(prefix),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,6 +95,7 @@ mod tests {
         assert_eq!(escape("a<b>&\"c'"), "a&lt;b&gt;&amp;&quot;c&apos;");
         assert!(matches!(escape("plain"), Cow::Borrowed(_)));
         assert!(error("SlowDown", "x & y", "R", "H").contains("<Message>x &amp; y</Message>"));
+        assert!(empty_multipart_uploads_list("b", "a&b").contains("<Prefix>a&amp;b</Prefix><MaxUploads>1000</MaxUploads><IsTruncated>false</IsTruncated>"));
         assert!(
             error_with_details("C", "m", &[("StringToSign", "a\nb<")], "R", "H").contains(
                 "<Message>m</Message><StringToSign>a\nb&lt;</StringToSign><RequestId>R</RequestId>"

@@ -97,6 +97,11 @@ impl Sink {
                 }
                 empty(StatusCode::NO_CONTENT)
             }
+            // Clients that look for an upload to resume first (COS) find none.
+            Method::GET if has("uploads") => xml(s3_xml::empty_multipart_uploads_list(
+                &name.bucket,
+                query_value(&pairs, "prefix").unwrap_or(""),
+            )),
             Method::PUT => {
                 let mut response = empty(StatusCode::OK);
                 if let Ok(etag) = HeaderValue::from_str(&self.etag()) {
