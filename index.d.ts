@@ -78,12 +78,13 @@ interface UploadFileResult {
   CommonMsg: CommonMsg;
   InterfaceResult: {
     RequestId?: string;
-    Location: string;
-    Bucket: string;
-    Key: string;
-    ETag: string;
+    /** The complete's XML fields: `''` where its answer lacks one, absent when the answer had no body. */
+    Location?: string;
+    Bucket?: string;
+    Key?: string;
+    ETag?: string;
     VersionId?: string;
-    EncodingType: string;
+    EncodingType?: string;
     [other: string]: unknown;
   };
 }

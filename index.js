@@ -279,7 +279,9 @@ function toResult(r) {
   for (const [field, header] of HEADER_FIELDS[dialect]) {
     if (h[header] !== undefined) InterfaceResult[field] = h[header];
   }
+  // An answer without a body has none of these (as with the reference SDK).
   for (const field of ['Location', 'Bucket', 'Key', 'ETag', 'EncodingType']) {
+    if (!(field in r.body)) continue;
     const v = r.body[field];
     InterfaceResult[field] = v === null || v === undefined ? '' : v;
   }

@@ -369,12 +369,16 @@ fn outcome_value(o: &upload::Outcome) -> Value {
         "signature": format!("{:?}", o.signature).to_lowercase(),
         "status": c.status,
         "headers": headers,
-        "body": {
-            "Location": c.location,
-            "Bucket": c.bucket,
-            "Key": c.key,
-            "ETag": c.etag,
-            "EncodingType": c.encoding_type,
+        "body": if c.has_body {
+            json!({
+                "Location": c.location,
+                "Bucket": c.bucket,
+                "Key": c.key,
+                "ETag": c.etag,
+                "EncodingType": c.encoding_type,
+            })
+        } else {
+            json!({})
         },
     })
 }

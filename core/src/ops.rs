@@ -206,6 +206,10 @@ pub struct Completed {
     pub key: Option<String>,
     pub etag: Option<String>,
     pub encoding_type: Option<String>,
+    /// Whether the answer had a body. Without one the reference SDK leaves
+    /// the XML fields out of its result; with one it gives `''` for those
+    /// the body lacks.
+    pub has_body: bool,
 }
 
 fn escape_xml(s: &str) -> String {
@@ -264,6 +268,7 @@ pub async fn complete_multipart_upload(
         key: field("Key"),
         etag: field("ETag"),
         encoding_type: field("EncodingType"),
+        has_body: !resp.body.is_empty(),
         headers: resp.headers,
     })
 }

@@ -868,6 +868,7 @@ impl Session<'_> {
                 key: Some(self.req.key.clone()),
                 etag: head.header("etag").map(str::to_string),
                 encoding_type: None,
+                has_body: true,
             },
         })
     }
