@@ -229,7 +229,8 @@ pub struct Client {
     /// At most `max_connections` requests of this client at once, whatever
     /// the uploads' TaskNum add up to.
     connections: tokio::sync::Semaphore,
-    /// Part bodies over plain HTTP go out with sendfile (Linux).
+    /// Part bodies over plain HTTP go out with sendfile (Linux), on the
+    /// process's kept connections (`sendfile::Pool::shared`).
     #[cfg(target_os = "linux")]
     sendfile: Option<crate::sendfile::Pool>,
     /// The proxy's host and port, which a connect failure names when
@@ -319,7 +320,7 @@ impl Client {
     pub fn new(config: ClientConfig, credentials: Credentials) -> Result<Self> {
         #[cfg(target_os = "linux")]
         let sendfile = (!config.endpoint.secure && config.proxy.is_none() && config.sendfile)
-            .then(crate::sendfile::Pool::default);
+            .then(crate::sendfile::Pool::shared);
         #[cfg(target_os = "linux")]
         let http = shared_http(&config, sendfile.is_some())?;
         #[cfg(not(target_os = "linux"))]

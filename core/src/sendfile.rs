@@ -88,6 +88,7 @@ impl Kept {
 }
 
 /// Idle keep-alive connections by host and port.
+#[derive(Clone)]
 pub struct Pool {
     idle: Arc<Mutex<Kept>>,
 }
@@ -103,6 +104,17 @@ impl Default for Pool {
         pools.retain(|p| p.strong_count() > 0);
         pools.push(Arc::downgrade(&idle));
         Pool { idle }
+    }
+}
+
+impl Pool {
+    /// The process's pool, which every client uses (as they share the HTTP
+    /// client's pools): a client made for each upload still finds the
+    /// connections the one before kept. A connection is a plain TCP stream
+    /// to a host and port; no client's credentials or settings go with it.
+    pub fn shared() -> Self {
+        static SHARED: std::sync::OnceLock<Pool> = std::sync::OnceLock::new();
+        SHARED.get_or_init(Pool::default).clone()
     }
 }
 
