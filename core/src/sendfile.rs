@@ -107,17 +107,6 @@ impl Default for Pool {
     }
 }
 
-impl Pool {
-    /// The process's pool, which every client uses (as they share the HTTP
-    /// client's pools): a client made for each upload still finds the
-    /// connections the one before kept. A connection is a plain TCP stream
-    /// to a host and port; no client's credentials or settings go with it.
-    pub fn shared() -> Self {
-        static SHARED: std::sync::OnceLock<Pool> = std::sync::OnceLock::new();
-        SHARED.get_or_init(Pool::default).clone()
-    }
-}
-
 /// Closes the kept connections of every pool: the process has no file
 /// descriptor left, and something other than a part (a record write, a
 /// file to open, a small request) needs one.
@@ -141,6 +130,15 @@ fn registered_pools() -> Vec<Arc<Mutex<Kept>>> {
 }
 
 impl Pool {
+    /// The process's pool, which every client uses (as they share the HTTP
+    /// client's pools): a client made for each upload still finds the
+    /// connections the one before kept. A connection is a plain TCP stream
+    /// to a host and port; no client's credentials or settings go with it.
+    pub fn shared() -> Self {
+        static SHARED: std::sync::OnceLock<Pool> = std::sync::OnceLock::new();
+        SHARED.get_or_init(Pool::default).clone()
+    }
+
     fn checkout(&self, host: &str, port: u16) -> Option<TcpStream> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.by_host.get_mut(&(host.to_string(), port))?;
