@@ -457,7 +457,7 @@ impl Client {
                 Err(e) if e.out_of_descriptors => {
                     let (since, times) = starved.get_or_insert((Instant::now(), 0));
                     if since.elapsed() < self.config.timeout && !req.halted() {
-                        self.close_idle_connections_but_for(req);
+                        self.close_idle_connections_but_for(req, redirected.as_ref());
                         let wait = crate::descriptors::wait(*times);
                         *times += 1;
                         pause(req, wait).await;
@@ -479,16 +479,36 @@ impl Client {
     }
 
     /// Closes the kept sendfile connections (of every client) that `req`
-    /// cannot use: for a part sent by sendfile, those to other hosts; for
-    /// any other request (which the HTTP client sends), all of them.
-    fn close_idle_connections_but_for(&self, req: &Request) {
+    /// cannot use: for a part sent by sendfile, those to other hosts than
+    /// the one it goes to (a redirect's, if one sent it elsewhere); for any
+    /// other request (which the HTTP client sends), all of them.
+    fn close_idle_connections_but_for(&self, req: &Request, redirected: Option<&Redirect>) {
         #[cfg(target_os = "linux")]
-        match (&self.sendfile, &req.body) {
-            (Some(_), Body::File(_)) => crate::sendfile::close_all_idle_except(&self.host_for(&req.bucket), self.config.endpoint.port),
-            _ => crate::descriptors::release_kept_connections(),
+        match self.sendfile_destination(req, redirected) {
+            Some((host, port)) => crate::sendfile::close_all_idle_except(&host, port),
+            None => crate::descriptors::release_kept_connections(),
         }
         #[cfg(not(target_os = "linux"))]
-        let _ = req;
+        let _ = (req, redirected);
+    }
+
+    /// The host and port `req` goes to by sendfile; `None` when the HTTP
+    /// client sends it (no file body, HTTPS, sendfile off).
+    #[cfg(target_os = "linux")]
+    fn sendfile_destination(&self, req: &Request, redirected: Option<&Redirect>) -> Option<(String, u16)> {
+        match (&self.sendfile, &req.body, self.destination(req, redirected)) {
+            (Some(_), Body::File(_), (false, host, port)) => Some((host, port)),
+            _ => None,
+        }
+    }
+
+    /// Whether `req` goes over HTTPS, and to which host and port: the
+    /// endpoint's, or where a redirect sent it.
+    fn destination(&self, req: &Request, redirected: Option<&Redirect>) -> (bool, String, u16) {
+        match redirected {
+            Some(r) => (r.secure, r.host.clone(), r.port),
+            None => (self.config.endpoint.secure, self.host_for(&req.bucket), self.config.endpoint.port),
+        }
     }
 
     /// Refuses a bucket name that would not reach the server as itself:
@@ -548,10 +568,7 @@ impl Client {
                 None => encode_path(k),
             })
             .collect();
-        let (secure, host, port) = match redirected {
-            Some(r) => (r.secure, r.host.clone(), r.port),
-            None => (ep.secure, self.host_for(&req.bucket), ep.port),
-        };
+        let (secure, host, port) = self.destination(req, redirected);
         let default_port = if secure { 443 } else { 80 };
         let host_header = if port == default_port { host.clone() } else { format!("{host}:{port}") };
         let scheme = if secure { "https" } else { "http" };
@@ -1247,6 +1264,24 @@ mod tests {
         }
         // A custom domain puts no bucket in the URL.
         assert!(cname.check_bucket("cdn.example.com:8443").is_ok());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn short_of_descriptors_a_part_keeps_the_connections_to_where_it_goes() {
+        let (_dir, file) = file_of(b"part");
+        let request = |body| Request { method: "PUT", bucket: "b".into(), key: Some("k".into()), query: vec![], headers: vec![], body };
+        let part = request(Body::File(FileRange { file, offset: 0, len: 4, sent: None, halt: None }));
+        let small = request(Body::Bytes(Bytes::from_static(b"<x/>")));
+        let c = client("http://obs.a.example:8080", |_| {});
+        let away = |secure, host: &str, port| Redirect { secure, host: host.into(), port };
+        // To the endpoint, or where a redirect sent it: those connections stay.
+        assert_eq!(c.sendfile_destination(&part, None), Some(("b.obs.a.example".into(), 8080)));
+        assert_eq!(c.sendfile_destination(&part, Some(&away(false, "obs.b.example", 9000))), Some(("obs.b.example".into(), 9000)));
+        // The HTTP client sends it: no kept sendfile connection is any use.
+        assert_eq!(c.sendfile_destination(&part, Some(&away(true, "obs.b.example", 443))), None);
+        assert_eq!(c.sendfile_destination(&small, None), None);
+        assert_eq!(client("https://obs.a.example", |_| {}).sendfile_destination(&part, None), None);
     }
 
     #[tokio::test]
