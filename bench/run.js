@@ -20,11 +20,12 @@ const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 const MB5 = 5 * MiB;
 const MB16 = 16 * MiB;
-const CLIENTS = ['obs-native', 'esdk-obs-nodejs', 'lib-storage'];
+const SDKS = require('./sdks').CLIENTS;
+const CLIENTS = SDKS.filter((c) => ['obs-native', 'esdk-obs-nodejs', 'lib-storage'].includes(c));
 // Peers that sign for their own clouds (Alibaba OSS, Tencent COS): they run
 // against the sink only, which checks no signature, each through its own
 // multipart upload (ali-oss multipartUpload, COS sliceUploadFile).
-const PEERS = ['ali-oss', 'cos-nodejs-sdk-v5'];
+const PEERS = SDKS.filter((c) => !CLIENTS.includes(c));
 const BASE = 'esdk-obs-nodejs';
 const WITH_PROGRESS = 'obs-native + ProgressCallback';
 // Part bodies copied through buffers, as over HTTPS or a proxy, instead of

@@ -224,7 +224,8 @@ async function main() {
         const [rule] = await server.faults();
         await server.clearFaults();
         const { requests } = await server.stats();
-        const mine = requests.filter((r) => r.path.includes(key));
+        // COS lists uploads with the key in the query only (`GET /?uploads&prefix=`).
+        const mine = requests.filter((r) => r.path.includes(key) || (r.query || '').includes(encodeURIComponent(key)));
         const left = (await server.uploads()).filter((id) => !before.has(id)).length;
         const n = countKinds(mine);
         const faultActions = { [rule.id]: s.rule.action.drop_response ? 'drop_response' : 'other' };

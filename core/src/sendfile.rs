@@ -30,7 +30,8 @@ use crate::http::{Activity, Attempt, FileRange, Response};
 /// close idle connections, and a reused one that turns out closed costs a
 /// retry.
 const IDLE_KEEP: Duration = Duration::from_secs(20);
-/// Idle connections kept per host and port.
+/// Idle connections kept per host and port (in the process's pool, over
+/// all clients).
 const MAX_IDLE: usize = 128;
 /// Most bytes one sendfile call is asked for (the socket's free space is
 /// what it really sends). Kernels built without preemption run the whole
@@ -94,7 +95,8 @@ pub struct Pool {
 }
 
 /// Every pool's kept connections, so that a process out of file
-/// descriptors can close them all (see `close_all_idle`).
+/// descriptors can close them all (see `close_all_idle`): the process's
+/// shared pool, and any other one (the unit tests make their own).
 static POOLS: Mutex<Vec<std::sync::Weak<Mutex<Kept>>>> = Mutex::new(Vec::new());
 
 impl Default for Pool {
@@ -130,10 +132,11 @@ fn registered_pools() -> Vec<Arc<Mutex<Kept>>> {
 }
 
 impl Pool {
-    /// The process's pool, which every client uses (as they share the HTTP
-    /// client's pools): a client made for each upload still finds the
-    /// connections the one before kept. A connection is a plain TCP stream
-    /// to a host and port; no client's credentials or settings go with it.
+    /// The process's pool, which every client uses: a client made for each
+    /// upload still finds the connections the one before kept. A connection
+    /// is a plain TCP stream to a host and port; no client's credentials or
+    /// settings go with it. Connections outlive the client that kept them
+    /// until the sweeper closes them (idle over `IDLE_KEEP`).
     pub fn shared() -> Self {
         static SHARED: std::sync::OnceLock<Pool> = std::sync::OnceLock::new();
         SHARED.get_or_init(Pool::default).clone()
@@ -260,15 +263,30 @@ const ADDRESS_TRY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Every `every`, closes what is idle too long, until nothing is kept (a
 /// later checkin starts another) or the pool is gone.
-async fn sweep_until_empty(kept: std::sync::Weak<Mutex<Kept>>, every: Duration) {
-    loop {
-        tokio::time::sleep(every).await;
-        let Some(kept) = kept.upgrade() else { return };
-        let mut kept = kept.lock().unwrap_or_else(|p| p.into_inner());
-        kept.sweep();
-        if kept.by_host.is_empty() {
-            kept.sweeping = false;
-            return;
+fn sweep_until_empty(kept: std::sync::Weak<Mutex<Kept>>, every: Duration) -> impl Future<Output = ()> {
+    // Dropped before its end, polled or not (the runtime it was spawned on
+    // shut down), it says so, and the next checkin starts another.
+    struct Unfinished(Option<std::sync::Weak<Mutex<Kept>>>);
+    impl Drop for Unfinished {
+        fn drop(&mut self) {
+            if let Some(kept) = self.0.take().and_then(|k| k.upgrade()) {
+                kept.lock().unwrap_or_else(|p| p.into_inner()).sweeping = false;
+            }
+        }
+    }
+    let unfinished = Unfinished(Some(kept.clone()));
+    async move {
+        let mut unfinished = unfinished;
+        loop {
+            tokio::time::sleep(every).await;
+            let Some(kept) = kept.upgrade() else { return };
+            let mut kept = kept.lock().unwrap_or_else(|p| p.into_inner());
+            kept.sweep();
+            if kept.by_host.is_empty() {
+                kept.sweeping = false;
+                unfinished.0 = None;
+                return;
+            }
         }
     }
 }
@@ -759,6 +777,24 @@ mod tests {
         let weak = Arc::downgrade(&other.idle);
         drop(other);
         assert!(weak.upgrade().is_none(), "a pool dropped is not kept alive by the registry");
+    }
+
+    #[test]
+    fn a_sweeper_whose_runtime_ends_lets_the_next_checkin_start_another() {
+        let pool = Pool::default();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let server_end = runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let ours = TcpStream::connect(addr).await.unwrap();
+            let server_end = listener.accept().await.unwrap().0;
+            pool.checkin("a.example", addr.port(), ours);
+            server_end
+        });
+        assert!(pool.idle.lock().unwrap().sweeping, "a checkin starts the sweeper");
+        drop(runtime);
+        assert!(!pool.idle.lock().unwrap().sweeping, "the sweeper dropped with its runtime says so");
+        drop(server_end);
     }
 
     #[tokio::test]
