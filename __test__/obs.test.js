@@ -85,6 +85,25 @@ test('a wrong secret key gets the OBS error through both SDKs', async () => {
   expect(String(ours)).toBe(theirs);
 });
 
+test('a machine clock an hour behind the server\'s: the refusal (RequestTimeTooSkewed, in OBS\'s words) sets the client\'s clock, and the upload succeeds; the reference SDK fails', async () => {
+  await server.setClock(3600);
+  try {
+    const file = h.makeFile(dir, 2 * PART + 5);
+    const key = h.uniqueKey('obs-skewed');
+    const result = await obsClient({ max_retry_count: 0 }).uploadFile({ Bucket: h.BUCKET, Key: key, UploadFile: file });
+    expect(result.CommonMsg.Status).toBe(200);
+    const { requests } = await server.stats();
+    expect(requests.filter((r) => r.status === 403).map((r) => `${r.method} ${r.query} ${r.auth}`)).toEqual(['POST uploads obs']);
+    expect(requests.slice(1).every((r) => r.auth === 'obs')).toBe(true);
+    const { err } = await h.uploadWithCallback(await referenceObsClient(), { Bucket: h.BUCKET, Key: `${key}-ref`, UploadFile: file });
+    expect(String(err)).toMatch(/^RequestTimeTooSkewed:/);
+    await server.setClock(0);
+    await h.expectUploaded(server, key, file);
+  } finally {
+    await server.setClock(0);
+  }
+});
+
 describe('credentials', () => {
   afterEach(async () => {
     await server.setCredentials({ accessKey: kit.DEFAULT_ACCESS_KEY, secretKey: kit.DEFAULT_SECRET_KEY, securityToken: null });

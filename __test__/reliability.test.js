@@ -106,6 +106,47 @@ test('a 200 to the complete with no body: success, with the XML fields left out 
   expect(await h.completes(server)).toHaveLength(2);
 });
 
+// A machine whose clock is wrong: OBS and S3 refuse a request dated over 15
+// minutes from their own clock. Here the server's clock is set off instead.
+describe.each([
+  ['an hour ahead of', 3600],
+  ['an hour behind', -3600],
+])('the server clock %s the machine\'s', (_, offset) => {
+  afterEach(() => server.setClock(0));
+
+  test('the first request is refused RequestTimeTooSkewed; the client then dates every request by the server\'s Date and the upload succeeds', async () => {
+    await server.setClock(offset);
+    const file = h.makeFile(dir, 2 * PART + 5);
+    const key = h.uniqueKey('skewed');
+    const c = h.clientFor(server, { max_retry_count: 0 });
+    const result = await c.uploadFile({ Bucket: h.BUCKET, Key: key, UploadFile: file, PartSize: PART });
+    expect(result.CommonMsg.Status).toBe(200);
+    const { requests } = await server.stats();
+    const refused = requests.filter((r) => r.status === 403);
+    expect(refused.map((r) => `${r.method} ${r.query}`)).toEqual(['POST uploads']);
+    expect(requests.filter((r) => r.method === 'PUT')).toHaveLength(3);
+    // A second upload of the same client is dated right from the start.
+    await server.resetStats();
+    const again = await c.uploadFile({ Bucket: h.BUCKET, Key: `${key}-again`, UploadFile: file, PartSize: PART });
+    expect(again.CommonMsg.Status).toBe(200);
+    expect((await server.stats()).requests.filter((r) => r.status === 403)).toEqual([]);
+    await server.setClock(0);
+    await h.expectUploaded(server, key, file);
+    await h.expectUploaded(server, `${key}-again`, file);
+  });
+
+  test('the reference SDK fails with RequestTimeTooSkewed', async () => {
+    await server.setClock(offset);
+    const file = h.makeFile(dir, PART + 5);
+    const key = h.uniqueKey('skewed-ref');
+    const ref = await h.referenceClientFor(server);
+    const { err } = await h.uploadWithCallback(ref, { Bucket: h.BUCKET, Key: key, UploadFile: file });
+    expect(String(err)).toMatch(/^RequestTimeTooSkewed:/);
+    await server.setClock(0);
+    await expect(h.readBack(server, key)).rejects.toThrow(/404/);
+  });
+});
+
 test('killed after the object was completed but before the record was removed: the next call succeeds without sending parts', async () => {
   const file = h.makeFile(dir, 2 * PART + 1);
   const key = h.uniqueKey('complete-then-kill');

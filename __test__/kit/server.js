@@ -229,6 +229,12 @@ async function startServer({
       server.securityToken = newToken || undefined;
     },
     /**
+     * Sets the server's clock `offsetSecs` seconds off the machine's (0: back to it).
+     * While off, a signed request dated over 15 minutes from it is refused 403
+     * RequestTimeTooSkewed, with the server's time in `Date`.
+     */
+    setClock: (offsetSecs) => call('POST', '/clock', { offset_secs: offsetSecs }),
+    /**
      * An http.Agent whose every connection goes to this server, whatever host the
      * request names (e.g. `bucket.obs.test`): for the reference SDK's `http_agent`.
      */

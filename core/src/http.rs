@@ -236,6 +236,10 @@ pub struct Client {
     /// The proxy's host and port, which a connect failure names when
     /// requests go through one (never its credentials).
     proxy_at: Option<(String, u16)>,
+    /// Seconds the server's clock is ahead of this machine's (behind when
+    /// negative), learnt from a `RequestTimeTooSkewed` answer's `Date`; every
+    /// request is dated by it.
+    clock_offset: std::sync::atomic::AtomicI64,
 }
 
 /// Host and port of a proxy URL; a URL without a scheme is an `http://` one,
@@ -330,6 +334,7 @@ impl Client {
         let proxy_at = config.proxy.as_deref().and_then(proxy_address);
         Ok(Client {
             proxy_at,
+            clock_offset: Default::default(),
             config,
             credentials: RwLock::new(credentials),
             http,
@@ -428,6 +433,8 @@ impl Client {
         let mut starved: Option<(Instant, u32)> = None;
         // Where a redirect sent this request (and its retries), if one did.
         let mut redirected: Option<Redirect> = None;
+        // Whether this request has set the client's clock by the server's.
+        let mut clock_set = false;
         loop {
             if req.halted() {
                 return Err(Error::network(Halted.to_string()));
@@ -446,6 +453,19 @@ impl Client {
                     retry += 1;
                     continue;
                 }
+            }
+            // The server says the request's date is too far from its clock:
+            // this machine's clock is wrong. Its `Date` sets the offset every
+            // request of this client is dated by from now on, and the request
+            // goes again at once, without spending a retry (once a request,
+            // so a server whose `Date` does not help still ends it).
+            if let Ok(resp) = &outcome
+                && !clock_set
+                && let Some(offset) = skew_of(resp, sig)
+            {
+                self.clock_offset.store(offset, std::sync::atomic::Ordering::Relaxed);
+                clock_set = true;
+                continue;
             }
             // Out of descriptors: most likely held by this process's own
             // requests in flight (many uploads at once under a low `ulimit
@@ -476,6 +496,13 @@ impl Client {
             pause(req, self.retry.backoff(retry)).await;
             retry += 1;
         }
+    }
+
+    /// Now, by the server's clock as far as the client knows it.
+    fn now(&self) -> SystemTime {
+        let offset = self.clock_offset.load(std::sync::atomic::Ordering::Relaxed);
+        let by = Duration::from_secs(offset.unsigned_abs());
+        if offset >= 0 { SystemTime::now() + by } else { SystemTime::now() - by }
     }
 
     /// Closes the kept sendfile connections (of every client) that `req`
@@ -580,7 +607,7 @@ impl Client {
         }
         let url = format!("{scheme}://{host}:{port}{target}");
 
-        let now = SystemTime::now();
+        let now = self.now();
         let mut headers: Vec<(String, String)> = req.headers.clone();
         headers.push(("Date".into(), httpdate::fmt_http_date(now)));
         headers.push(("Host".into(), host_header));
@@ -1126,6 +1153,17 @@ pub fn is_error_in_success(resp: &Response) -> bool {
         && xml::parse(&resp.body).is_some_and(|root| root.name == "Error")
 }
 
+/// For a `RequestTimeTooSkewed` refusal of a signed request: how many
+/// seconds the server's clock (its `Date`) is ahead of this machine's.
+fn skew_of(resp: &Response, sig: Option<Signature>) -> Option<i64> {
+    if resp.status != 403 || error_from_response(resp, sig?).service?.code != "RequestTimeTooSkewed" {
+        return None;
+    }
+    let server = httpdate::parse_http_date(resp.header("date")?).ok()?;
+    let secs = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    Some(secs(server) - secs(SystemTime::now()))
+}
+
 /// Reads the OBS/S3 error of a failed answer: the XML `<Error>` body, else
 /// the `x-obs-error-*` headers (HEAD answers carry no body).
 pub fn error_from_response(resp: &Response, sig: Signature) -> Error {
@@ -1578,6 +1616,31 @@ mod tests {
             assert!(d <= Duration::from_secs(1));
             assert!(d >= Duration::from_millis(50).min(Duration::from_millis(100 << n.min(4)) / 2));
         }
+    }
+
+    #[test]
+    fn a_request_time_too_skewed_refusal_gives_how_far_the_servers_clock_is_ahead() {
+        let hour_ahead = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(3600));
+        let answer = |status, code: &str, date: Option<&str>| Response {
+            status,
+            headers: date.map(|d| ("date".to_string(), d.to_string())).into_iter().collect(),
+            body: Bytes::from(format!("<Error><Code>{code}</Code><Message>m</Message></Error>")),
+        };
+        let skewed = answer(403, "RequestTimeTooSkewed", Some(&hour_ahead));
+        let offset = skew_of(&skewed, Some(Signature::V2)).expect("a skew");
+        assert!((3598..=3601).contains(&offset), "{offset}");
+        // OBS says so in headers on a HEAD.
+        let head = Response {
+            status: 403,
+            headers: vec![("x-obs-error-code".into(), "RequestTimeTooSkewed".into()), ("date".into(), hour_ahead.clone())],
+            body: Bytes::new(),
+        };
+        assert!(skew_of(&head, Some(Signature::Obs)).is_some());
+        // Not signed, another refusal, no date, no refusal: nothing learnt.
+        assert_eq!(skew_of(&skewed, None), None);
+        assert_eq!(skew_of(&answer(403, "AccessDenied", Some(&hour_ahead)), Some(Signature::V2)), None);
+        assert_eq!(skew_of(&answer(403, "RequestTimeTooSkewed", None), Some(Signature::V2)), None);
+        assert_eq!(skew_of(&answer(200, "RequestTimeTooSkewed", Some(&hour_ahead)), Some(Signature::V2)), None);
     }
 
     #[test]

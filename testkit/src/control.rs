@@ -10,6 +10,7 @@
 //! | `GET /serving` | `{"serving":bool}` |
 //! | `GET /uploads` | `{"uploads":[id,...],"orphan_parts":[id,...]}`: multipart uploads still open, and ids whose part files outlived their upload |
 //! | `POST /credentials` `{"access_key","secret_key","security_token"?}` | replaces the accepted keys (OBS, V2 and V4 checks alike) from the next request on; without `security_token`, none is required |
+//! | `POST /clock` `{"offset_secs":n}` | the server's clock runs `n` seconds off the machine's (0: the machine's, no check); while not 0, a signed request whose date is over 15 minutes from the server's is refused 403 `RequestTimeTooSkewed`, with the server's `Date` |
 //!
 //! Answers are JSON; a bad request gets 400 `{"error":"..."}`, never a crash.
 
@@ -58,6 +59,7 @@ impl Control {
             (&Method::GET, "/health") => ok(r#"{"ok":true}"#.to_owned()),
             (&Method::POST, "/faults") => self.add_fault(request).await,
             (&Method::POST, "/credentials") => self.set_credentials(request).await,
+            (&Method::POST, "/clock") => self.set_clock(request).await,
             (&Method::GET, "/faults") => json(self.front.faults().to_json()),
             (&Method::DELETE, "/faults") => {
                 self.front.faults().clear();
@@ -129,6 +131,27 @@ impl Control {
         }
         self.front.keys().set(keys);
         ok(r#"{"ok":true}"#.to_owned())
+    }
+}
+
+impl Control {
+    async fn set_clock(&self, request: Request<Incoming>) -> Response<String> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Clock {
+            offset_secs: i64,
+        }
+        let body = match read_body(request).await {
+            Ok(body) => body,
+            Err(answer) => return answer,
+        };
+        match serde_json::from_slice::<Clock>(&body) {
+            Ok(clock) => {
+                self.front.clock().set_offset(clock.offset_secs);
+                ok(format!(r#"{{"offset_secs":{}}}"#, clock.offset_secs))
+            }
+            Err(err) => failure(StatusCode::BAD_REQUEST, &format!("bad clock: {err}")),
+        }
     }
 }
 

@@ -39,6 +39,77 @@ pub struct Front {
     keys: Arc<KeyRing>,
     /// Mode obs: the OBS protocol in front of the store.
     obs: Option<ObsProtocol>,
+    clock: Clock,
+}
+
+/// The server's clock: the machine's, or `offset` seconds off it (`POST /clock`),
+/// so that tests can give the client a clock that is wrong by the server's.
+#[derive(Default)]
+pub struct Clock {
+    offset: std::sync::atomic::AtomicI64,
+}
+
+/// How far a signed request's date may be from the server's clock, as with OBS and S3.
+const MAX_SKEW_SECS: i64 = 15 * 60;
+
+impl Clock {
+    pub fn set_offset(&self, secs: i64) {
+        self.offset.store(secs, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn offset(&self) -> i64 {
+        self.offset.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Seconds since the epoch, by the server's clock.
+    fn now(&self) -> i64 {
+        let machine = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        machine + self.offset()
+    }
+
+    /// While the clock is off the machine's: the server's time, when a signed
+    /// request's date is too far from it. The date is `x-amz-date` (V4's basic
+    /// form, or an HTTP date), `x-obs-date`, or `Date`.
+    fn too_skewed(&self, headers: &hyper::HeaderMap) -> Option<i64> {
+        if self.offset() == 0 || !headers.contains_key(hyper::header::AUTHORIZATION) {
+            return None;
+        }
+        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let sent = match (text("x-amz-date"), text("x-obs-date"), text("date")) {
+            (Some(amz), _, _) => amz_basic_date(amz).or_else(|| http_date(amz)),
+            (None, Some(obs), _) => http_date(obs),
+            (None, None, Some(date)) => http_date(date),
+            _ => None,
+        }?;
+        let now = self.now();
+        ((sent - now).abs() > MAX_SKEW_SECS).then_some(now)
+    }
+}
+
+fn http_date(text: &str) -> Option<i64> {
+    let t = httpdate::parse_http_date(text).ok()?;
+    Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs() as i64)
+}
+
+/// `20261206T063000Z` to seconds since the epoch.
+fn amz_basic_date(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| text.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
+    let (hh, mm, ss) = (num(9..11)?, num(11..13)?, num(13..15)?);
+    // Days from the civil date (H. Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
 }
 
 /// Why the front gave hyper an error instead of a response: hyper then closes the
@@ -63,7 +134,13 @@ impl Front {
             ids: RequestIdSource::new(),
             keys,
             obs,
+            clock: Clock::default(),
         }
+    }
+
+    /// The server's clock (`POST /clock`).
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     pub fn backend(&self) -> &Backend {
@@ -285,6 +362,25 @@ impl Front {
             return Ok(self.api_version(obs, &request, ids));
         }
 
+        // A signed request dated too far from the server's clock, as OBS and S3
+        // refuse it: with the server's time in `Date`, so a client can set its own by it.
+        if let Some(now) = self.clock.too_skewed(request.headers()) {
+            drain(request.into_body()).await;
+            let server_time = httpdate::fmt_http_date(
+                std::time::UNIX_EPOCH + Duration::from_secs(now.max(0) as u64),
+            );
+            let mut response = error_response(
+                StatusCode::FORBIDDEN,
+                "RequestTimeTooSkewed",
+                "The difference between the request time and the server's time is too large.",
+                ids,
+            );
+            if let Ok(date) = HeaderValue::from_str(&server_time) {
+                response.headers_mut().insert(hyper::header::DATE, date);
+            }
+            return Ok(response);
+        }
+
         let response = match (&self.obs, dialect) {
             (Some(obs), Dialect::Obs) => {
                 let (mut parts, body) = request.into_parts();
@@ -449,4 +545,33 @@ fn response_of(
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     ids.stamp(response.headers_mut());
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clock_off_the_machines_refuses_signed_requests_dated_too_far_from_it() {
+        assert_eq!(amz_basic_date("19700101T000000Z"), Some(0));
+        assert_eq!(amz_basic_date("20261124T212548Z"), Some(1_795_555_548));
+        assert_eq!(amz_basic_date("2026-11-24T21:25:48Z"), None);
+        let clock = Clock::default();
+        let now = httpdate::fmt_http_date(std::time::SystemTime::now());
+        let mut headers = hyper::HeaderMap::new();
+        headers.insert("date", HeaderValue::from_str(&now).unwrap());
+        headers.insert(hyper::header::AUTHORIZATION, HeaderValue::from_static("AWS ak:sig"));
+        // The machine's clock: nothing is checked.
+        assert_eq!(clock.too_skewed(&headers), None);
+        // An hour ahead: a request dated now is refused with the server's time;
+        // one dated by the server's clock passes, and so does an unsigned one.
+        clock.set_offset(3600);
+        let server = clock.too_skewed(&headers).expect("refused");
+        assert!((server - clock.now()).abs() <= 1);
+        headers.insert("x-amz-date", HeaderValue::from_str(&httpdate::fmt_http_date(std::time::UNIX_EPOCH + Duration::from_secs(server as u64))).unwrap());
+        assert_eq!(clock.too_skewed(&headers), None);
+        headers.remove("x-amz-date");
+        headers.remove(hyper::header::AUTHORIZATION);
+        assert_eq!(clock.too_skewed(&headers), None);
+    }
 }
