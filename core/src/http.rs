@@ -1154,14 +1154,17 @@ pub fn is_error_in_success(resp: &Response) -> bool {
 }
 
 /// For a `RequestTimeTooSkewed` refusal of a signed request: how many
-/// seconds the server's clock (its `Date`) is ahead of this machine's.
+/// seconds the server's clock (its `Date`) is ahead of this machine's. A
+/// `Date` outside 2020 to 2200 is not believed: dates by it could not be
+/// written (HTTP dates end at 9999) or make no sense, whoever sent it.
 fn skew_of(resp: &Response, sig: Option<Signature>) -> Option<i64> {
+    const PLAUSIBLE: std::ops::Range<i64> = 1_577_836_800..7_258_118_400; // 2020-01-01 .. 2200-01-01
     if resp.status != 403 || error_from_response(resp, sig?).service?.code != "RequestTimeTooSkewed" {
         return None;
     }
     let server = httpdate::parse_http_date(resp.header("date")?).ok()?;
     let secs = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-    Some(secs(server) - secs(SystemTime::now()))
+    PLAUSIBLE.contains(&secs(server)).then(|| secs(server) - secs(SystemTime::now()))
 }
 
 /// Reads the OBS/S3 error of a failed answer: the XML `<Error>` body, else
@@ -1641,6 +1644,10 @@ mod tests {
         assert_eq!(skew_of(&answer(403, "AccessDenied", Some(&hour_ahead)), Some(Signature::V2)), None);
         assert_eq!(skew_of(&answer(403, "RequestTimeTooSkewed", None), Some(Signature::V2)), None);
         assert_eq!(skew_of(&answer(200, "RequestTimeTooSkewed", Some(&hour_ahead)), Some(Signature::V2)), None);
+        // A date no server could mean is not believed.
+        for date in ["Fri, 31 Dec 9999 23:59:59 GMT", "Thu, 01 Jan 1970 00:00:01 GMT"] {
+            assert_eq!(skew_of(&answer(403, "RequestTimeTooSkewed", Some(date)), Some(Signature::V2)), None);
+        }
     }
 
     #[test]

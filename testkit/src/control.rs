@@ -146,6 +146,9 @@ impl Control {
             Err(answer) => return answer,
         };
         match serde_json::from_slice::<Clock>(&body) {
+            Ok(clock) if clock.offset_secs.unsigned_abs() > 100 * 366 * 86_400 => {
+                failure(StatusCode::BAD_REQUEST, "bad clock: offset_secs beyond 100 years")
+            }
             Ok(clock) => {
                 self.front.clock().set_offset(clock.offset_secs);
                 ok(format!(r#"{{"offset_secs":{}}}"#, clock.offset_secs))

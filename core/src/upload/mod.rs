@@ -818,6 +818,9 @@ impl Session<'_> {
         let status = e.status().unwrap_or(0);
         let gone = if e.code == "NoSuchUpload" {
             true
+        } else if e.code == "RequestTimeTooSkewed" {
+            // The clock, not the upload: it stays for a call that passes.
+            return Next::Fail(self.keep_or_abort(sig, upload_id, e).await);
         } else if status == 401 || status == 403 {
             // Credentials that still open the bucket mean the refusal is
             // about the upload, not about who asks.
