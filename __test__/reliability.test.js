@@ -147,6 +147,28 @@ describe.each([
   });
 });
 
+test('parts refused RequestTimeTooSkewed even after the clock is set by the answer: the call fails, and the record and the upload are kept for the next call', async () => {
+  const file = h.makeFile(dir, 2 * PART + 5);
+  const key = h.uniqueKey('skewed-always');
+  // A refusal whose Date (the machine's) does not help: each part is sent
+  // again once, by that Date, and refused again.
+  await server.addFault({ method: 'PUT', query: { partNumber: null }, times: 0, action: { status: 403, code: 'RequestTimeTooSkewed', message: 'x' } });
+  const c = h.clientFor(server, { max_retry_count: 0 });
+  const params = { Bucket: h.BUCKET, Key: key, UploadFile: file, PartSize: PART, TaskNum: 1, EnableCheckpoint: true };
+  const { err } = await h.uploadWithCallback(c, params);
+  expect(err.code).toBe('RequestTimeTooSkewed');
+  const { requests } = await server.stats();
+  expect(requests.filter((r) => r.method === 'PUT').map((r) => `${/partNumber=(\d+)/.exec(r.query)[1]} ${r.status}`)).toEqual(['1 403', '1 403']);
+  expect(fs.existsSync(`${file}.upload_record`)).toBe(true);
+  const record = readRecord(file);
+  expect(await h.newUploads(server)).toEqual([record.uploadId]);
+  await server.clearFaults();
+  const result = await c.uploadFile(params);
+  expect(result.CommonMsg.Status).toBe(200);
+  expect(fs.existsSync(`${file}.upload_record`)).toBe(false);
+  await h.expectUploaded(server, key, file);
+});
+
 test('killed after the object was completed but before the record was removed: the next call succeeds without sending parts', async () => {
   const file = h.makeFile(dir, 2 * PART + 1);
   const key = h.uniqueKey('complete-then-kill');
