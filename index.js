@@ -341,7 +341,7 @@ class ObsClient {
     );
   }
 
-  /** Kept for compatibility; connections are pooled for the whole process and closed once idle for 20-30 s. */
+  /** Kept for compatibility; connections are pooled for the whole process and closed once idle (after 20 to 40 s). */
   close() {}
 
   /**

@@ -1128,9 +1128,6 @@ pub fn is_retryable_status(status: u16) -> bool {
     status >= 500 || status == 429 || status == 408
 }
 
-/// A 200 whose body is an `<Error>`: S3 answers a CompleteMultipartUpload
-/// so when it fails after the status went out (an InternalError, as a rule),
-/// and the request may be sent again as after a 500.
 /// Whether `resp` is a 200 to a CompleteMultipartUpload (a POST to an
 /// upload) whose body says nothing readable: not XML (say, compressed
 /// without being asked to be). Whether the object was made is unknown, so
@@ -1145,6 +1142,9 @@ pub fn is_unreadable_completion(req: &Request, resp: &Response) -> bool {
         && xml::parse(&resp.body).is_none()
 }
 
+/// A 200 whose body is an `<Error>`: S3 answers a CompleteMultipartUpload
+/// so when it fails after the status went out (an InternalError, as a rule),
+/// and the request may be sent again as after a 500.
 pub fn is_error_in_success(resp: &Response) -> bool {
     // A UTF-8 byte order mark may come first, as in any XML document.
     let body = resp.body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&resp.body);
@@ -1162,9 +1162,9 @@ fn skew_of(resp: &Response, sig: Option<Signature>) -> Option<i64> {
     if resp.status != 403 || error_from_response(resp, sig?).service?.code != "RequestTimeTooSkewed" {
         return None;
     }
-    let server = httpdate::parse_http_date(resp.header("date")?).ok()?;
     let secs = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-    PLAUSIBLE.contains(&secs(server)).then(|| secs(server) - secs(SystemTime::now()))
+    let server = secs(httpdate::parse_http_date(resp.header("date")?).ok()?);
+    PLAUSIBLE.contains(&server).then(|| server - secs(SystemTime::now()))
 }
 
 /// Reads the OBS/S3 error of a failed answer: the XML `<Error>` body, else

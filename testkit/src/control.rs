@@ -132,9 +132,7 @@ impl Control {
         self.front.keys().set(keys);
         ok(r#"{"ok":true}"#.to_owned())
     }
-}
 
-impl Control {
     async fn set_clock(&self, request: Request<Incoming>) -> Response<String> {
         #[derive(serde::Deserialize)]
         #[serde(deny_unknown_fields)]
