@@ -258,9 +258,11 @@ describe('redirects', () => {
       ]);
       // The reference SDK, through the same redirects.
       const ref = await h.referenceClientFor(server, options);
-      const theirs = await h.uploadWithCallback(ref, { ...p, Key: h.uniqueKey('redirect-ref') });
+      const refKey = h.uniqueKey('redirect-ref');
+      const theirs = await h.uploadWithCallback(ref, { ...p, Key: refKey });
       expect(theirs.err).toBeFalsy();
       expect(theirs.result.CommonMsg.Status).toBe(200);
+      await h.expectUploaded(server, refKey, file);
     } finally {
       front.close();
     }
@@ -347,8 +349,10 @@ test.each(TRANSPORTS)('%s: behind a front that refuses a POST without a length (
     expect(result.CommonMsg.Status).toBe(200);
     await h.expectUploaded(server, p.Key, file);
     const ref = await h.referenceClientFor(server, { server: endpoint });
-    const theirs = await h.uploadWithCallback(ref, { ...p, Key: h.uniqueKey('length-ref') });
+    const refKey = h.uniqueKey('length-ref');
+    const theirs = await h.uploadWithCallback(ref, { ...p, Key: refKey });
     expect(theirs.err).toBeFalsy();
+    await h.expectUploaded(server, refKey, file);
     expect(refused).toEqual([]);
   } finally {
     front.close();
