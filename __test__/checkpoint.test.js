@@ -209,6 +209,39 @@ test('a record whose name is as long as a file name may be (255 bytes) is writte
   expect(fs.readdirSync(folder)).toEqual([]);
 });
 
+// A record is worth a synced write only once it can point to an upload. The
+// reference SDK writes its first after the initiate too; obs-native used to
+// write one before it as well, a third synced write and a new file for
+// every call (a quarter of the CPU of small uploads with records).
+test('a new record is first written once its upload exists: none while the initiate is under way, then one with its uploadId', async () => {
+  const file = h.makeFile(dir, 2 * PART);
+  const key = h.uniqueKey('first-write');
+  const record = `${file}.upload_record`;
+  await server.addFault({ method: 'POST', path_contains: key, query: { uploads: null }, times: 1, action: { delay_ms: 800 } });
+  await h.slowParts(server, key, 400);
+  const params = { Bucket: h.BUCKET, Key: key, UploadFile: file, PartSize: PART, TaskNum: 1, EnableCheckpoint: true };
+  const call = h.uploadWithCallback(client, params);
+  const seenDuringInitiate = [];
+  const initiating = Date.now() + 500;
+  while (Date.now() < initiating) {
+    seenDuringInitiate.push(fs.existsSync(record));
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  expect(seenDuringInitiate.length).toBeGreaterThan(10);
+  expect(seenDuringInitiate.filter(Boolean)).toEqual([]);
+  // The initiate answered; part 1 is held 400 ms: the record is there, with the upload.
+  const deadline = Date.now() + 5000;
+  while (!fs.existsSync(record) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  const written = JSON.parse(fs.readFileSync(record, 'utf8'));
+  expect(written.uploadId).toEqual(expect.any(String));
+  expect(await server.uploads()).toContain(written.uploadId);
+  const { err, result } = await call;
+  expect(err).toBeFalsy();
+  expect(result.CommonMsg.Status).toBe(200);
+  await h.expectUploaded(server, key, file);
+  expect(fs.existsSync(record)).toBe(false);
+});
+
 describe('one upload per record at a time', () => {
   /** Starts an upload whose part 2 is held `holdMs` at the server; resolves `running` once part 1 is recorded. */
   async function startHeld(params, holdMs) {

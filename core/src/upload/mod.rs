@@ -601,12 +601,9 @@ struct Session<'a> {
 
 impl Session<'_> {
     async fn drive(mut self, mut resumed: bool) -> Result<Outcome> {
-        if let Some(w) = self.writer.as_mut()
-            && self.record.upload_id.is_none()
-        {
-            // The first write: the record exists before the upload does.
-            w.write_now(&mut self.record).await?;
-        }
+        // A new record is first written once its upload exists (`initiate`),
+        // as the reference SDK writes it: one written before would point to
+        // nothing, and would cost a synced write and a new file per call.
         let mut restarts = 0;
         loop {
             let (sig, upload_id) = match self.record.upload_id.clone() {
@@ -621,9 +618,8 @@ impl Session<'_> {
                 },
                 None => {
                     // Stopped before the upload exists: none is made. A
-                    // cancel keeps the record, already written above or at
-                    // the restart (the next call starts from it); an abort
-                    // removes it.
+                    // cancel keeps a record on disk (the next call starts
+                    // from it); an abort removes it.
                     let request = self.control.requested();
                     if request != StopRequest::None {
                         if request == StopRequest::Abort {
