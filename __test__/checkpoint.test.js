@@ -210,9 +210,9 @@ test('a record whose name is as long as a file name may be (255 bytes) is writte
 });
 
 // A record is worth a synced write only once it can point to an upload. The
-// reference SDK writes its first after the initiate too; obs-native used to
-// write one before it as well, a third synced write and a new file for
-// every call (a quarter of the CPU of small uploads with records).
+// reference SDK also writes one before the initiate, and obs-native did: a
+// third synced write and a new file for every call (a quarter of the CPU of
+// small uploads with records).
 test('a new record is first written once its upload exists: none while the initiate is under way, then one with its uploadId', async () => {
   const file = h.makeFile(dir, 2 * PART);
   const key = h.uniqueKey('first-write');
@@ -240,6 +240,29 @@ test('a new record is first written once its upload exists: none while the initi
   expect(result.CommonMsg.Status).toBe(200);
   await h.expectUploaded(server, key, file);
   expect(fs.existsSync(record)).toBe(false);
+});
+
+// With no record written before the initiate, one that cannot be written
+// (here: a folder where its temporary file goes, while the lock file, in
+// the same folder, can be made) is found out after it. The upload it would
+// have pointed to is aborted, and the call fails as it did before, with
+// nothing left on the server and no part sent.
+test('a new record that cannot be written once its upload exists: WriteCheckpointFileError, the upload aborted, no part sent', async () => {
+  const file = h.makeFile(dir, 2 * PART);
+  const folder = fs.mkdtempSync(path.join(dir, 'unwritable-'));
+  const record = path.join(folder, 'r.upload_record');
+  const blocker = path.join(folder, '.r.upload_record.obs-tmp');
+  fs.mkdirSync(blocker);
+  fs.writeFileSync(path.join(blocker, 'keep'), 'a folder in the way');
+  const params = { Bucket: h.BUCKET, Key: h.uniqueKey('unwritable-new'), UploadFile: file, PartSize: PART, EnableCheckpoint: true, CheckpointFile: record };
+  const { err } = await h.uploadWithCallback(client, params);
+  expect(err.code).toBe('WriteCheckpointFileError');
+  const requests = (await server.stats()).requests.map((r) => `${r.method} ${r.query.replace(/=[^&]*/g, '')}`);
+  expect(requests).toEqual(['POST uploads', 'DELETE uploadId']);
+  expect(await h.newUploads(server)).toEqual([]);
+  await expect(h.readBack(server, params.Key)).rejects.toThrow(/404/);
+  expect(fs.readdirSync(folder)).toEqual(['.r.upload_record.obs-tmp']);
+  expect(fs.readFileSync(path.join(blocker, 'keep'), 'utf8')).toBe('a folder in the way');
 });
 
 describe('one upload per record at a time', () => {

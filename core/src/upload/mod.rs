@@ -601,9 +601,13 @@ struct Session<'a> {
 
 impl Session<'_> {
     async fn drive(mut self, mut resumed: bool) -> Result<Outcome> {
-        // A new record is first written once its upload exists (`initiate`),
-        // as the reference SDK writes it: one written before would point to
-        // nothing, and would cost a synced write and a new file per call.
+        // A new record is first written once its upload exists
+        // (`initiate`). The reference SDK writes one before the initiate as
+        // well; that one points to no upload and cost a synced write and a
+        // new file per call. Where the record is locked, its lock file has
+        // shown the folder writable; a record that cannot be written after
+        // the initiate aborts the upload and fails the call with the same
+        // `WriteCheckpointFileError`.
         let mut restarts = 0;
         loop {
             let (sig, upload_id) = match self.record.upload_id.clone() {
