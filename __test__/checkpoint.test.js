@@ -227,7 +227,7 @@ test('a new record is first written once its upload exists: none while the initi
     seenDuringInitiate.push(fs.existsSync(record));
     await new Promise((r) => setTimeout(r, 20));
   }
-  expect(seenDuringInitiate.length).toBeGreaterThan(10);
+  expect(seenDuringInitiate.length).toBeGreaterThan(3);
   expect(seenDuringInitiate.filter(Boolean)).toEqual([]);
   // The initiate answered; part 1 is held 400 ms: the record is there, with the upload.
   const deadline = Date.now() + 5000;
@@ -257,12 +257,33 @@ test('a new record that cannot be written once its upload exists: WriteCheckpoin
   const params = { Bucket: h.BUCKET, Key: h.uniqueKey('unwritable-new'), UploadFile: file, PartSize: PART, EnableCheckpoint: true, CheckpointFile: record };
   const { err } = await h.uploadWithCallback(client, params);
   expect(err.code).toBe('WriteCheckpointFileError');
-  const requests = (await server.stats()).requests.map((r) => `${r.method} ${r.query.replace(/=[^&]*/g, '')}`);
+  // (A client's first call asks the bucket's protocol first: HEAD ?apiversion.)
+  const requests = (await server.stats()).requests.map((r) => `${r.method} ${r.query.replace(/=[^&]*/g, '')}`).filter((r) => r !== 'HEAD apiversion');
   expect(requests).toEqual(['POST uploads', 'DELETE uploadId']);
   expect(await h.newUploads(server)).toEqual([]);
   await expect(h.readBack(server, params.Key)).rejects.toThrow(/404/);
   expect(fs.readdirSync(folder)).toEqual(['.r.upload_record.obs-tmp']);
   expect(fs.readFileSync(path.join(blocker, 'keep'), 'utf8')).toBe('a folder in the way');
+});
+
+test('a new record that cannot be written, and an upload that cannot be aborted either: the error names the upload', async () => {
+  const file = h.makeFile(dir, 2 * PART);
+  const folder = fs.mkdtempSync(path.join(dir, 'unwritable-'));
+  const record = path.join(folder, 'r.upload_record');
+  fs.mkdirSync(path.join(folder, '.r.upload_record.obs-tmp'));
+  await server.addFault({ method: 'DELETE', query: { uploadId: null }, times: 0, action: { status: 503, code: 'ServiceUnavailable', message: 'busy' } });
+  const params = { Bucket: h.BUCKET, Key: h.uniqueKey('unwritable-kept'), UploadFile: file, PartSize: PART, EnableCheckpoint: true, CheckpointFile: record };
+  const { err } = await h.uploadWithCallback(h.clientFor(server, { max_retry_count: 0 }), params);
+  expect(err.code).toBe('WriteCheckpointFileError');
+  expect(err.message).toMatch(/its upload could not be aborted \(.*ServiceUnavailable/);
+  const left = await h.newUploads(server);
+  expect(left).toEqual([err.uploadId]);
+  expect((await server.stats()).requests.filter((r) => r.method === 'PUT')).toEqual([]);
+  await server.clearFaults();
+  const ref = await h.referenceClientFor(server);
+  const aborted = await ref.abortMultipartUpload({ Bucket: h.BUCKET, Key: params.Key, UploadId: err.uploadId });
+  expect(aborted.CommonMsg.Status).toBe(204);
+  expect(await h.newUploads(server)).toEqual([]);
 });
 
 describe('one upload per record at a time', () => {

@@ -604,10 +604,10 @@ impl Session<'_> {
         // A new record is first written once its upload exists
         // (`initiate`). The reference SDK writes one before the initiate as
         // well; that one points to no upload and cost a synced write and a
-        // new file per call. Where the record is locked, its lock file has
-        // shown the folder writable; a record that cannot be written after
-        // the initiate aborts the upload and fails the call with the same
-        // `WriteCheckpointFileError`.
+        // new file per call. A record that cannot be written after the
+        // initiate (a full disk, a folder that cannot be written) aborts
+        // the upload and fails the call with the same
+        // `WriteCheckpointFileError`, where before nothing was sent.
         let mut restarts = 0;
         loop {
             let (sig, upload_id) = match self.record.upload_id.clone() {
@@ -622,8 +622,9 @@ impl Session<'_> {
                 },
                 None => {
                     // Stopped before the upload exists: none is made. A
-                    // cancel keeps a record on disk (the next call starts
-                    // from it); an abort removes it.
+                    // cancel keeps whatever record is on disk (none for a
+                    // new call; the next call starts from it); an abort
+                    // removes it.
                     let request = self.control.requested();
                     if request != StopRequest::None {
                         if request == StopRequest::Abort {
@@ -729,8 +730,17 @@ impl Session<'_> {
         if let Some(w) = self.writer.as_mut()
             && let Err(e) = w.write_now(&mut self.record).await
         {
-            let _ = self.abort_and_forget(sig, &id).await;
-            return Err(e);
+            // Nothing points to the upload: aborted. One that cannot be
+            // aborted either is named in the error, so that it is not lost
+            // track of.
+            return Err(match self.abort_and_forget(sig, &id).await {
+                None => e,
+                Some(failed) => Error {
+                    message: format!("{}; its upload could not be aborted ({})", e.message, failed.summary()),
+                    ..e
+                }
+                .with_upload_id(&id),
+            });
         }
         Ok((sig, id))
     }
