@@ -606,8 +606,8 @@ impl Session<'_> {
         // well; that one points to no upload and cost a synced write and a
         // new file per call. A record that cannot be written after the
         // initiate (a full disk, a folder that cannot be written) aborts
-        // the upload and fails the call with the same
-        // `WriteCheckpointFileError`, where before nothing was sent.
+        // the upload and fails the call with `WriteCheckpointFileError`,
+        // the code the reference SDK's first write gives before any request.
         let mut restarts = 0;
         loop {
             let (sig, upload_id) = match self.record.upload_id.clone() {
