@@ -314,7 +314,7 @@ test('killed between CompleteMultipartUpload and the removal of the record: the 
   let completed = false;
   while (!completed && Date.now() < deadline && child.exitCode === null) {
     const { requests } = await server.stats();
-    const arrived = requests.some((r) => r.method === 'POST' && /(^|&)uploadId=/.test(r.query) && r.path.endsWith(`/${key}`));
+    const arrived = requests.some((r) => h.isComplete(r) && r.path.endsWith(`/${key}`));
     if (arrived) {
       const head = await ref.getObjectMetadata({ Bucket: h.BUCKET, Key: key });
       completed = head.CommonMsg.Status === 200;

@@ -20,12 +20,12 @@ const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 const MB5 = 5 * MiB;
 const MB16 = 16 * MiB;
+// Every SDK: CLIENTS, then the peers that sign for their own clouds (Alibaba
+// OSS, Tencent COS). The peers run against the sink only, which checks no
+// signature, each through its own multipart upload (ali-oss multipartUpload,
+// COS sliceUploadFile).
 const SDKS = require('./sdks').CLIENTS;
 const CLIENTS = SDKS.filter((c) => ['obs-native', 'esdk-obs-nodejs', 'lib-storage'].includes(c));
-// Peers that sign for their own clouds (Alibaba OSS, Tencent COS): they run
-// against the sink only, which checks no signature, each through its own
-// multipart upload (ali-oss multipartUpload, COS sliceUploadFile).
-const PEERS = SDKS.filter((c) => !CLIENTS.includes(c));
 const BASE = 'esdk-obs-nodejs';
 const WITH_PROGRESS = 'obs-native + ProgressCallback';
 // Part bodies copied through buffers, as over HTTPS or a proxy, instead of
@@ -35,6 +35,8 @@ const IDLE_FLOOR = 'idle Node beside the floor';
 const IDLE_OURS = 'idle Node beside obs-native';
 const HTTPS_SINK = 'sink over HTTPS';
 const TLS = path.join(__dirname, '..', '__test__', 'fixtures', 'tls');
+// Node clients trust the test CA (the HTTPS sink's certificate) through this.
+const TRUST_TEST_CA = { NODE_EXTRA_CA_CERTS: path.join(TLS, 'ca.pem') };
 
 const argv = process.argv.slice(2);
 const flag = (name) => argv.includes(name);
@@ -215,7 +217,7 @@ function cases(files) {
   for (const partSize of [MB5, MB16]) {
     for (const taskNum of [1, 4, 20, 64]) {
       const baseline = partSize === MB5 && taskNum === 20;
-      const clients = baseline ? [...CLIENTS, ...PEERS, BUFFERED] : CLIENTS;
+      const clients = baseline ? [...SDKS, BUFFERED] : CLIENTS;
       list.push({ server: 'sink', name: `1 GiB, ${partSize / MiB} MiB parts, TaskNum ${taskNum}`, files: [files.g1], partSize, taskNum, floor: true, baseline, clients, idleBesideOurs: baseline });
     }
   }
@@ -223,7 +225,7 @@ function cases(files) {
   // (rustls). Node clients trust the test CA through NODE_EXTRA_CA_CERTS
   // (esdk-obs-nodejs and obs-native do not verify unless ssl_verify is set).
   // Its floor is the same minimal loop through rustls.
-  list.push({ server: HTTPS_SINK, name: '1 GiB, 5 MiB parts, TaskNum 20', files: [files.g1], partSize: MB5, taskNum: 20, floor: true, idleBesideOurs: true, clients: [...CLIENTS, ...PEERS], env: { NODE_EXTRA_CA_CERTS: path.join(TLS, 'ca.pem') } });
+  list.push({ server: HTTPS_SINK, name: '1 GiB, 5 MiB parts, TaskNum 20', files: [files.g1], partSize: MB5, taskNum: 20, floor: true, idleBesideOurs: true, clients: SDKS, env: TRUST_TEST_CA });
   // With and without a ProgressCallback, interleaved in one case so that
   // drift in the machine's state hits both alike.
   list.push({
@@ -261,14 +263,14 @@ function cases(files) {
     timeoutSeconds: 60,
     clients: OBS_SDKS,
   });
-  list.push({ server: 'sink', name: '50 files of 20 MB at once, TaskNum 4 each', files: files.f20, partSize: MB5, taskNum: 4, clients: [...CLIENTS, ...PEERS] });
+  list.push({ server: 'sink', name: '50 files of 20 MB at once, TaskNum 4 each', files: files.f20, partSize: MB5, taskNum: 4, clients: SDKS });
   // What each call costs beyond its bytes: a folder of small files, a few
   // uploads at a time.
-  list.push({ server: 'sink', name: '1,000 files of 64 KiB, 16 at a time', files: files.k64, partSize: MB5, taskNum: 20, concurrency: 16, clients: [...CLIENTS, ...PEERS] });
+  list.push({ server: 'sink', name: '1,000 files of 64 KiB, 16 at a time', files: files.k64, partSize: MB5, taskNum: 20, concurrency: 16, clients: SDKS });
   list.push({ server: 'sink', name: '1,000 files of 64 KiB, 16 at a time, EnableCheckpoint', files: files.k64, partSize: MB5, taskNum: 20, concurrency: 16, checkpoint: true, clients: OBS_SDKS });
   // The same over TLS, as real endpoints take it: what a client pays per
   // connection (a handshake) shows when its connections are not kept.
-  list.push({ server: HTTPS_SINK, name: '1,000 files of 64 KiB, 16 at a time', files: files.k64, partSize: MB5, taskNum: 20, concurrency: 16, clients: [...CLIENTS, ...PEERS], env: { NODE_EXTRA_CA_CERTS: path.join(TLS, 'ca.pem') } });
+  list.push({ server: HTTPS_SINK, name: '1,000 files of 64 KiB, 16 at a time', files: files.k64, partSize: MB5, taskNum: 20, concurrency: 16, clients: SDKS, env: TRUST_TEST_CA });
   list.push({ server: 'sink', name: '16 GiB (sparse), 5 MiB parts, TaskNum 20', files: [files.s16g], partSize: MB5, taskNum: 20, runs: 1, timeoutSeconds: 400 });
   list.push({ server: 'sink', name: '10,000-part plan (48.8 GiB sparse): time to first part', files: [files.s10k], partSize: MB5, taskNum: 20, firstPart: true, noWarmup: true });
   return list.filter((c) => !ONLY || `${c.server} ${c.name}`.includes(ONLY));
