@@ -32,6 +32,23 @@ async function leaveRecord(file, key, extra = {}) {
   return { params, record, json: JSON.parse(fs.readFileSync(record, 'utf8')) };
 }
 
+/**
+ * Plants a folder at the temporary name of the record `r.upload_record` in
+ * `folder`: every write of that record fails from then on (obs-native
+ * writes a record there, then renames it over the record). Returns its path.
+ */
+function blockRecordWrites(folder) {
+  const planted = path.join(folder, '.r.upload_record.obs-tmp');
+  fs.mkdirSync(planted);
+  return planted;
+}
+
+/** A new folder whose record `r.upload_record` cannot be written. */
+function unwritableRecord() {
+  const folder = fs.mkdtempSync(path.join(dir, 'unwritable-'));
+  return { folder, record: path.join(folder, 'r.upload_record'), blocker: blockRecordWrites(folder) };
+}
+
 async function expectInvalidThenClean(params, code, uploadId) {
   const first = await h.uploadWithCallback(client, params);
   expect(first.err.code).toBe(code);
@@ -249,10 +266,7 @@ test('a new record is first written once its upload exists: none while the initi
 // nothing left on the server and no part sent.
 test('a new record that cannot be written once its upload exists: WriteCheckpointFileError, the upload aborted, no part sent', async () => {
   const file = h.makeFile(dir, 2 * PART);
-  const folder = fs.mkdtempSync(path.join(dir, 'unwritable-'));
-  const record = path.join(folder, 'r.upload_record');
-  const blocker = path.join(folder, '.r.upload_record.obs-tmp');
-  fs.mkdirSync(blocker);
+  const { folder, record, blocker } = unwritableRecord();
   fs.writeFileSync(path.join(blocker, 'keep'), 'a folder in the way');
   const params = { Bucket: h.BUCKET, Key: h.uniqueKey('unwritable-new'), UploadFile: file, PartSize: PART, EnableCheckpoint: true, CheckpointFile: record };
   const { err } = await h.uploadWithCallback(client, params);
@@ -268,9 +282,7 @@ test('a new record that cannot be written once its upload exists: WriteCheckpoin
 
 test('a new record that cannot be written, and an upload that cannot be aborted either: the error names the upload', async () => {
   const file = h.makeFile(dir, 2 * PART);
-  const folder = fs.mkdtempSync(path.join(dir, 'unwritable-'));
-  const record = path.join(folder, 'r.upload_record');
-  fs.mkdirSync(path.join(folder, '.r.upload_record.obs-tmp'));
+  const { record } = unwritableRecord();
   await server.addFault({ method: 'DELETE', query: { uploadId: null }, times: 0, action: { status: 503, code: 'ServiceUnavailable', message: 'busy' } });
   const params = { Bucket: h.BUCKET, Key: h.uniqueKey('unwritable-kept'), UploadFile: file, PartSize: PART, EnableCheckpoint: true, CheckpointFile: record };
   const { err } = await h.uploadWithCallback(h.clientFor(server, { max_retry_count: 0 }), params);
@@ -428,8 +440,7 @@ describe('the record cannot be written, then the upload is cancelled', () => {
     const run = await startSlow(folder);
     // A folder at the record's temporary name: every later write fails, the
     // record written after part 1 stays.
-    const planted = path.join(folder, '.r.upload_record.obs-tmp');
-    fs.mkdirSync(planted);
+    const planted = blockRecordWrites(folder);
     await new Promise((r) => setTimeout(r, 400));
     run.cancel();
     const { err } = await run.call;
