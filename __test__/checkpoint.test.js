@@ -259,6 +259,44 @@ test('a new record is first written once its upload exists: none while the initi
   expect(fs.existsSync(record)).toBe(false);
 });
 
+// The last part's record write would be removed with the record by the
+// complete that follows at once: it waits, and only a complete that fails
+// has it written. The next call then completes without sending a part.
+test('the last part is written to the record only if the complete fails; the next call then only completes', async () => {
+  const file = h.makeFile(dir, 3 * PART);
+  const key = h.uniqueKey('last-part');
+  const record = `${file}.upload_record`;
+  await server.addFault({ method: 'POST', path_contains: key, query: { uploadId: null }, times: 1, action: { delay_ms: 800, status: 500, code: 'InternalError', message: 'boom' } });
+  const params = { Bucket: h.BUCKET, Key: key, UploadFile: file, PartSize: PART, TaskNum: 1, EnableCheckpoint: true };
+  const call = h.uploadWithCallback(h.clientFor(server, { max_retry_count: 0 }), params);
+  const deadline = Date.now() + 10000;
+  const completing = async () => (await server.stats()).requests.some((r) => h.isComplete(r) && r.path.endsWith(`/${key}`));
+  while (!(await completing()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  // The complete is held 800 ms: what the record names meanwhile.
+  const named = [];
+  const sampling = Date.now() + 500;
+  while (Date.now() < sampling) {
+    const json = JSON.parse(fs.readFileSync(record, 'utf8'));
+    named.push(Object.keys(json.partsMeta).filter((n) => json.partsMeta[n].isCompleted).join(','));
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  expect(named.length).toBeGreaterThan(3);
+  expect(new Set(named.slice(-3))).toEqual(new Set(['1,2']));
+  expect(named.filter((n) => n.includes('3'))).toEqual([]);
+  const { err } = await call;
+  expect(err.code).toBe('IncompletedUpload');
+  const kept = JSON.parse(fs.readFileSync(record, 'utf8'));
+  expect(Object.keys(kept.partsMeta).filter((n) => kept.partsMeta[n].isCompleted)).toEqual(['1', '2', '3']);
+  await server.resetStats();
+  const { err: again } = await h.uploadWithCallback(client, params);
+  expect(again).toBeFalsy();
+  const requests = (await server.stats()).requests.map((r) => `${r.method} ${r.query.replace(/=[^&]*/g, '')}`);
+  expect(requests.filter((r) => r.startsWith('PUT'))).toEqual([]);
+  expect(requests.filter((r) => r === 'POST uploadId')).toEqual(['POST uploadId']);
+  await h.expectUploaded(server, key, file);
+  expect(fs.existsSync(record)).toBe(false);
+});
+
 // With no record written before the initiate, one that cannot be written
 // (here: a folder where its temporary file goes, while the lock file, in
 // the same folder, can be made) is found out after it. The upload it would

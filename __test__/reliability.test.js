@@ -227,6 +227,33 @@ test('a partly sent upload whose id vanished starts over instead of failing fore
   await h.expectUploaded(server, key, file);
 });
 
+// A record that misses parts, whose upload is gone, and an object at the
+// key of the file's size in as many parts: the object is this upload only
+// if the file's bytes make its ETag (the record's ETags, and the MD5 of
+// each part it misses).
+describe.each([
+  ['the same bytes (completed by an earlier call)', true, []],
+  ['other bytes', false, [1, 2, 3]],
+])('a partly sent upload whose id vanished, with an object at the key of %s', (what, same, sent) => {
+  test(`${same ? 'found complete: nothing sent' : 'not taken for it: sent again whole'}`, async () => {
+    const file = h.makeFile(dir, 3 * PART);
+    const key = h.uniqueKey('vanished-object');
+    const params = await partlySent(file, key);
+    const ref = await h.referenceClientFor(server);
+    await ref.abortMultipartUpload({ Bucket: h.BUCKET, Key: key, UploadId: readRecord(file).uploadId });
+    const other = same ? file : h.makeFile(dir, 3 * PART);
+    expect(fs.readFileSync(other).equals(fs.readFileSync(file))).toBe(same);
+    const there = await client.uploadFile({ Bucket: h.BUCKET, Key: key, UploadFile: other, PartSize: PART });
+    expect(there.InterfaceResult.ETag).toMatch(/-3"?$/);
+    await server.resetStats();
+    const result = await client.uploadFile(params);
+    expect(result.CommonMsg.Status).toBe(200);
+    expect(await partNumbers()).toEqual(sent);
+    expect(fs.existsSync(`${file}.upload_record`)).toBe(false);
+    await h.expectUploaded(server, key, file);
+  });
+});
+
 // A least-privilege policy can deny ListParts (the reference SDK never
 // asks) while the upload lives: a PutObject-only policy allows the parts
 // and the complete, not listing parts nor reading the bucket. The resume

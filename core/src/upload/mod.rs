@@ -11,6 +11,7 @@ mod reconcile;
 mod record;
 mod scheduler;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -23,7 +24,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::http::Client;
 use crate::mime;
 use crate::ops::{self, Completed, ObjectSettings, SseC, Target};
-use crate::sign::Signature;
+use crate::sign::{self, Signature};
 use checkpoint::{Checkpoint, FileStat, Loaded};
 use plan::Plan;
 use record::RecordWriter;
@@ -187,8 +188,8 @@ pub async fn run(req: UploadRequest, client: Arc<Client>, observer: Arc<dyn Obse
             Some(settings) => resume_or_start(&req, settings, &client, &file, file_size, &last_modified, &control, &patience).await?,
         };
         let writer = req.checkpoint.as_ref().map(|s| RecordWriter::new(s.path.clone(), lock.clone(), patience.clone()));
-        let claimed = if resumed { expected_etag(&record, plan) } else { None };
-        let session = Session { req: &req, client, observer, control, file, plan, record, writer, started: false, claimed };
+        let loaded = if resumed { part_etags(&record) } else { Default::default() };
+        let session = Session { req: &req, client, observer, control, file, plan, record, writer, started: false, loaded };
         session.drive(resumed).await
     }
     .await;
@@ -594,9 +595,9 @@ struct Session<'a> {
     record: Checkpoint,
     writer: Option<RecordWriter>,
     started: bool,
-    /// The object's ETag if the record, as loaded, had every part: what a
-    /// completed upload of it looks like, even after reconciling.
-    claimed: Option<String>,
+    /// The ETags of the parts the record, as loaded, had finished: what a
+    /// completed upload of it is made of, even after reconciling.
+    loaded: BTreeMap<u32, String>,
 }
 
 impl Session<'_> {
@@ -651,9 +652,12 @@ impl Session<'_> {
                 match reconciled {
                     Err(request) => ended = Some(End::Stopped(request)),
                     Ok(Ok(reconcile::Reconciled::Live { changed: true })) => {
-                        // A record that had every part, which the server no longer
-                        // lists: killed after completing, before removing the record?
-                        if self.claimed.is_some()
+                        // Parts the record had, which the server no longer
+                        // lists: killed after completing, before removing
+                        // the record? (Some stores list a completed
+                        // upload's parts as none rather than refusing.)
+                        let now = part_etags(&self.record);
+                        if self.loaded.keys().any(|n| !now.contains_key(n))
                             && let Some(outcome) = self.already_complete(sig).await
                         {
                             // The server still answers for the upload, so
@@ -768,13 +772,10 @@ impl Session<'_> {
     }
 
     async fn complete(&mut self, sig: Signature, upload_id: &str) -> Next {
-        // The record is written before the complete where it can be. One
-        // that cannot (a full disk) does not hold the complete up: once it
-        // succeeds the record is removed, and if it fails, `keep_or_abort`
-        // sees to the upload.
-        if let Some(w) = self.writer.as_mut() {
-            let _ = w.flush(&mut self.record).await;
-        }
+        // The record is not written before the complete: the last part's
+        // write waits (`send_parts`), and any write under way goes on
+        // beside it. A complete that succeeds removes the record; one that
+        // fails has `settle` write it or abort the upload.
         let parts = match completed_parts(&self.record, self.plan.part_count) {
             Ok(p) => p,
             Err(e) => return Next::Fail(e),
@@ -865,13 +866,22 @@ impl Session<'_> {
     }
 
     /// Whether the object at the key already is this upload: its size, and
-    /// the multipart ETag the recorded part ETags make.
+    /// the multipart ETag its parts make. The parts the record misses (a
+    /// kill before their write; the last part's waits for the complete)
+    /// are hashed from the file, once the object's size and part count are
+    /// found to be this upload's.
     async fn already_complete(&self, sig: Signature) -> Option<Outcome> {
-        let expected = self.claimed.clone().or_else(|| expected_etag(&self.record, self.plan))?;
         let head = ops::head_object_response(&self.client, sig, &self.req.bucket, &self.req.key).await.ok()??;
         let etag = head.header("etag")?.trim_matches('"').to_string();
         let size: u64 = head.header("content-length")?.parse().ok()?;
-        (size == self.plan.file_size && etag.eq_ignore_ascii_case(&expected)).then(|| Outcome {
+        if size != self.plan.file_size {
+            return None;
+        }
+        if !etag.ends_with(&format!("-{}", self.plan.part_count)) {
+            return None;
+        }
+        let expected = self.expected_etag().await?;
+        etag.eq_ignore_ascii_case(&expected).then(|| Outcome {
             signature: sig,
             completed: Completed {
                 status: head.status,
@@ -884,6 +894,31 @@ impl Session<'_> {
                 has_body: true,
             },
         })
+    }
+
+    /// The multipart ETag of this upload: the ETags of the record (now or as
+    /// loaded), and the MD5 of the file's bytes for each part it misses.
+    /// `None` when a read fails, or the caller cancels or aborts meanwhile.
+    async fn expected_etag(&self) -> Option<String> {
+        let now = part_etags(&self.record);
+        let hashed = async {
+            let mut etags = Vec::with_capacity(self.plan.part_count as usize);
+            for n in 1..=self.plan.part_count {
+                match now.get(&n).or_else(|| self.loaded.get(&n)) {
+                    Some(e) => etags.push(e.clone()),
+                    None => {
+                        let (offset, len) = self.plan.part(n);
+                        etags.push(sign::hex(&reconcile::range_md5(self.file.clone(), offset, len).await.ok()?));
+                    }
+                }
+            }
+            reconcile::multipart_etag(etags.iter().map(String::as_str))
+        };
+        let mut stop = self.control.subscribe();
+        tokio::select! {
+            etag = hashed => etag,
+            _ = stop_requested(&mut stop) => None,
+        }
     }
 
     /// With a record: keep it (flushed) and the upload, for the next call.
@@ -952,10 +987,9 @@ fn incomplete(e: Error, kept: bool) -> Error {
     }
 }
 
-/// The multipart ETag the record's parts make, when it has them all.
-fn expected_etag(record: &Checkpoint, plan: Plan) -> Option<String> {
-    let parts = completed_parts(record, plan.part_count).ok()?;
-    reconcile::multipart_etag(parts.iter().map(|(_, e)| e.as_str()))
+/// The ETags of the parts the record has finished.
+fn part_etags(record: &Checkpoint) -> BTreeMap<u32, String> {
+    record.parts_meta.iter().filter(|(_, p)| p.is_completed).filter_map(|(n, p)| Some((*n, p.etag.clone()?))).collect()
 }
 
 /// The part list for completion, checked for gaps: every part 1..=count

@@ -36,6 +36,12 @@ impl RecordWriter {
         }
     }
 
+    /// The record changed, but the write waits for the next `flush`: for
+    /// a change that the next step may make moot (see `send_parts`).
+    pub fn mark_later(&mut self) {
+        self.dirty = true;
+    }
+
     fn start(&mut self, record: &mut Checkpoint) {
         record.seal();
         let bytes = serde_json::to_vec(&*record);

@@ -130,11 +130,22 @@ pub async fn send_parts(
                         failed.get_or_insert(e);
                     }
                 }
-                if let Some(w) = writer.as_mut() {
-                    w.mark(record);
-                }
                 if let Some(next) = todo.next() {
                     inflight.push(send(next));
+                }
+                if let Some(w) = writer.as_mut() {
+                    // The last part: the complete follows at once, and the
+                    // record is removed when it succeeds, so writing it now
+                    // would cost a synced write for nothing. Whatever else
+                    // ends the upload writes it first. A kill meanwhile
+                    // leaves a record without the part, which the next
+                    // call finds in the server's part list, or in the
+                    // object if the complete went through.
+                    if inflight.is_empty() && failed.is_none() {
+                        w.mark_later();
+                    } else {
+                        w.mark(record);
+                    }
                 }
             }
             _ = tick.tick() => report(&mut last_reported, false),
