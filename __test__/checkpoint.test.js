@@ -3,7 +3,7 @@
 // the call, or that cannot be read, gets a clear error code, and the next
 // call starts clean; the file and the stored object are never damaged.
 
-const { execFileSync } = require('node:child_process');
+const { execFile, execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 const h = require('./helpers');
@@ -35,7 +35,8 @@ async function leaveRecord(file, key, extra = {}) {
 /**
  * Plants a folder at the temporary name of the record `r.upload_record` in
  * `folder`: every write of that record fails from then on (obs-native
- * writes a record there, then renames it over the record). Returns its path.
+ * writes a record there, then renames it over the record), but a new
+ * record's first, which goes through its lock file. Returns its path.
  */
 function blockRecordWrites(folder) {
   const planted = path.join(folder, '.r.upload_record.obs-tmp');
@@ -43,11 +44,6 @@ function blockRecordWrites(folder) {
   return planted;
 }
 
-/** A new folder whose record `r.upload_record` cannot be written. */
-function unwritableRecord() {
-  const folder = fs.mkdtempSync(path.join(dir, 'unwritable-'));
-  return { folder, record: path.join(folder, 'r.upload_record'), blocker: blockRecordWrites(folder) };
-}
 
 async function expectInvalidThenClean(params, code, uploadId) {
   const first = await h.uploadWithCallback(client, params);
@@ -251,6 +247,9 @@ test('a new record is first written once its upload exists: none while the initi
   while (!fs.existsSync(record) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
   const written = JSON.parse(fs.readFileSync(record, 'utf8'));
   expect(written.uploadId).toEqual(expect.any(String));
+  // Written through the lock file, the record is that file under a second name, private.
+  const [onDisk, lockFile] = [fs.statSync(record), fs.statSync(path.join(path.dirname(record), `.${path.basename(record)}.obs-lock`))];
+  expect([onDisk.ino, onDisk.nlink, onDisk.mode & 0o777]).toEqual([lockFile.ino, 2, 0o600]);
   expect(await server.uploads()).toContain(written.uploadId);
   const { err, result } = await call;
   expect(err).toBeFalsy();
@@ -297,35 +296,61 @@ test('the last part is written to the record only if the complete fails; the nex
   expect(fs.existsSync(record)).toBe(false);
 });
 
+/**
+ * Runs one upload with a record (fixtures/upload-child.js) in a process that
+ * may write no byte to any file (`ulimit -f 0`): every write of the record
+ * fails as on a full disk (EFBIG), while empty files (the lock) can still
+ * be made. Resolves `{code, uploadId, text}` of the error it printed.
+ */
+async function uploadWithFullDisk(params, options = {}) {
+  const spec = {
+    endpoint: server.endpoint,
+    accessKey: server.accessKey,
+    secretKey: server.secretKey,
+    bucket: params.Bucket,
+    key: params.Key,
+    file: params.UploadFile,
+    partSize: params.PartSize,
+    taskNum: 1,
+    maxRetryCount: options.maxRetryCount,
+    checkpointFile: params.CheckpointFile,
+  };
+  const child = path.join(__dirname, 'fixtures', 'upload-child.js');
+  const out = await new Promise((resolve) => {
+    execFile('/bin/sh', ['-c', 'ulimit -f 0 && exec "$@"', 'sh', process.execPath, child, JSON.stringify(spec)], (err, stdout) => resolve(stdout.trim()));
+  });
+  const m = /^ERR (\S+) (\S+) (.*)$/.exec(out);
+  if (!m) throw new Error(`the child did not fail as expected: ${JSON.stringify(out)}`);
+  return { code: m[1], uploadId: m[2], text: m[3] };
+}
+
 // With no record written before the initiate, one that cannot be written
-// (here: a folder where its temporary file goes, while the lock file, in
-// the same folder, can be made) is found out after it. The upload it would
-// have pointed to is aborted, and the call fails as it did before, with
-// nothing left on the server and no part sent.
+// (a full disk) is found out after it. The upload it would have pointed to
+// is aborted, and the call fails as it did before, with nothing left on
+// the server, no part sent and no file left beside the record.
 test('a new record that cannot be written once its upload exists: WriteCheckpointFileError, the upload aborted, no part sent', async () => {
   const file = h.makeFile(dir, 2 * PART);
-  const { folder, record, blocker } = unwritableRecord();
-  fs.writeFileSync(path.join(blocker, 'keep'), 'a folder in the way');
-  const params = { Bucket: h.BUCKET, Key: h.uniqueKey('unwritable-new'), UploadFile: file, PartSize: PART, EnableCheckpoint: true, CheckpointFile: record };
-  const { err } = await h.uploadWithCallback(client, params);
+  const folder = fs.mkdtempSync(path.join(dir, 'full-'));
+  const params = { Bucket: h.BUCKET, Key: h.uniqueKey('unwritable-new'), UploadFile: file, PartSize: PART, CheckpointFile: path.join(folder, 'r.upload_record') };
+  const err = await uploadWithFullDisk(params);
   expect(err.code).toBe('WriteCheckpointFileError');
+  expect(err.text).toMatch(/File too large/);
   // (A client's first call asks the bucket's protocol first: HEAD ?apiversion.)
   const requests = (await server.stats()).requests.map((r) => `${r.method} ${r.query.replace(/=[^&]*/g, '')}`).filter((r) => r !== 'HEAD apiversion');
   expect(requests).toEqual(['POST uploads', 'DELETE uploadId']);
   expect(await h.newUploads(server)).toEqual([]);
   await expect(h.readBack(server, params.Key)).rejects.toThrow(/404/);
-  expect(fs.readdirSync(folder)).toEqual(['.r.upload_record.obs-tmp']);
-  expect(fs.readFileSync(path.join(blocker, 'keep'), 'utf8')).toBe('a folder in the way');
+  expect(fs.readdirSync(folder)).toEqual([]);
 });
 
 test('a new record that cannot be written, and an upload that cannot be aborted either: the error names the upload', async () => {
   const file = h.makeFile(dir, 2 * PART);
-  const { record } = unwritableRecord();
+  const folder = fs.mkdtempSync(path.join(dir, 'full-'));
   await server.addFault({ method: 'DELETE', query: { uploadId: null }, times: 0, action: { status: 503, code: 'ServiceUnavailable', message: 'busy' } });
-  const params = { Bucket: h.BUCKET, Key: h.uniqueKey('unwritable-kept'), UploadFile: file, PartSize: PART, EnableCheckpoint: true, CheckpointFile: record };
-  const { err } = await h.uploadWithCallback(h.clientFor(server, { max_retry_count: 0 }), params);
+  const params = { Bucket: h.BUCKET, Key: h.uniqueKey('unwritable-kept'), UploadFile: file, PartSize: PART, CheckpointFile: path.join(folder, 'r.upload_record') };
+  const err = await uploadWithFullDisk(params, { maxRetryCount: 0 });
   expect(err.code).toBe('WriteCheckpointFileError');
-  expect(err.message).toMatch(/its upload could not be aborted \(.*ServiceUnavailable/);
+  expect(err.text).toMatch(/its upload could not be aborted \(.*ServiceUnavailable/);
   const left = await h.newUploads(server);
   expect(left).toEqual([err.uploadId]);
   expect((await server.stats()).requests.filter((r) => r.method === 'PUT')).toEqual([]);

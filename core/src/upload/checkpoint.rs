@@ -291,14 +291,7 @@ fn save_via(path: &Path, tmp: &Path, json: &[u8]) -> std::io::Result<()> {
         // On disk before the rename: after a power cut the record is the
         // old one or the new one, never an empty file (XFS, ext4 on a first
         // write). Writes are coalesced, one at a time, off the parts' way.
-        // A file system that cannot sync (some FUSE ones refuse) still gets
-        // its record, as before the sync was made; a sync that fails (EIO)
-        // fails the write, and the record on disk stays as it was.
-        if let Err(e) = f.sync_data()
-            && !cannot_sync(&e)
-        {
-            return Err(e);
-        }
+        sync_unless_unsupported(&f)?;
         drop(f);
         std::fs::rename(tmp, path)
     };
@@ -312,6 +305,17 @@ fn save_via(path: &Path, tmp: &Path, json: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(tmp);
     }
     result
+}
+
+/// Syncs a record's bytes to disk. A file system that cannot sync (some
+/// FUSE ones refuse) still gets its record, as before the sync was made; a
+/// sync that fails (EIO) fails the write, and the record on disk stays as
+/// it was.
+pub fn sync_unless_unsupported(f: &std::fs::File) -> std::io::Result<()> {
+    match f.sync_data() {
+        Err(e) if !cannot_sync(&e) => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// A file system that does not do fsync, as opposed to one that failed it.

@@ -9,6 +9,12 @@
 //! write, so it cannot carry a lock. The kernel drops the lock when its
 //! holder exits, however it exits, so a killed process never leaves a
 //! record locked. The holder removes the file when it is done.
+//!
+//! A lock file this upload made itself is also the first write of a new
+//! record: written, synced and linked at the record's name, which then
+//! appears whole or not at all, as a rename would make it appear. That
+//! spares a new file per upload (a small upload with a record writes it
+//! only once), which is most of what a record costs on some file systems.
 
 #![cfg_attr(not(unix), allow(dead_code))]
 
@@ -24,7 +30,45 @@ pub struct RecordLock {
     record: PathBuf,
     path: PathBuf,
     // The open file holds the lock; closing it releases the lock.
-    _file: std::fs::File,
+    file: std::fs::File,
+    /// Made by this upload and still empty: it may become the record.
+    fresh: std::sync::atomic::AtomicBool,
+}
+
+impl RecordLock {
+    /// Writes a new record through the lock file (see the module's
+    /// comment): false when it cannot (a record is there already, the lock
+    /// file was not made by this upload or has served, the file system has
+    /// no links or refused a step), and the record is to be written the
+    /// usual way, which fails with its own error if it must.
+    #[cfg(unix)]
+    pub fn write_new_record(&self, json: &[u8]) -> bool {
+        use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+        if !self.fresh.swap(false, std::sync::atomic::Ordering::AcqRel) || std::fs::symlink_metadata(&self.record).is_ok() {
+            return false;
+        }
+        let written = (|| {
+            // Private from here on, as every record is (mode 0600): another
+            // user's upload can no longer open it to be told the record is
+            // in use, and fails on the record it cannot read instead.
+            self.file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            self.file.write_all_at(json, 0)?;
+            checkpoint::sync_unless_unsupported(&self.file)?;
+            std::fs::hard_link(&self.path, &self.record)?;
+            let linked = std::fs::symlink_metadata(&self.record)?;
+            let ours = self.file.metadata()?;
+            if (linked.dev(), linked.ino()) != (ours.dev(), ours.ino()) {
+                return Err(std::io::Error::other("the lock file was replaced"));
+            }
+            Ok::<_, std::io::Error>(())
+        })();
+        written.is_ok()
+    }
+
+    #[cfg(not(unix))]
+    pub fn write_new_record(&self, _json: &[u8]) -> bool {
+        false
+    }
 }
 
 impl Drop for RecordLock {
@@ -84,26 +128,38 @@ pub(crate) fn acquire_blocking(record: PathBuf, patience: Patience) -> Result<Op
     use std::os::unix::io::AsRawFd;
 
     let path = lock_path(&record);
-    let open = |write: bool| {
+    let open = |write: bool, new: bool| {
         let mut opts = std::fs::OpenOptions::new();
         // A link planted at the lock's name is not followed, and a FIFO
-        // there does not make the open wait. Readable by all (it holds
-        // nothing), so that another user's upload can lock it too.
-        opts.read(true).write(write).create(write).mode(0o644).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+        // there does not make the open wait. Readable by all until it holds
+        // a record, so that another user's upload can lock it too.
+        opts.read(true).write(write).mode(0o644).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+        if new {
+            opts.create_new(true);
+        } else {
+            opts.create(write);
+        }
         opts.open(&path)
+    };
+    // A lock file this upload makes may become the record; one found there
+    // (left by a killed holder, maybe the record itself) is only locked.
+    let open_writable = || match open(true, true) {
+        Ok(f) => Ok((f, true)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => open(true, false).map(|f| (f, false)),
+        Err(e) => Err(e),
     };
     // A holder that finishes removes the file it locked; one that we opened
     // just before that is locked by nobody but guards nothing, and is
     // opened again. Running out of tries means others keep taking it.
     for _ in 0..16 {
-        let file = match crate::descriptors::retry_blocking(&patience, || open(true)) {
+        let (file, fresh) = match crate::descriptors::retry_blocking(&patience, open_writable) {
             Ok(f) => f,
             Err(e) => match e.raw_os_error() {
                 // Another user's lock file in a shared folder: a read-only
                 // descriptor locks as well. No file and no right to make
                 // one: the folder cannot be written.
-                Some(libc::EACCES | libc::EPERM) => match open(false) {
-                    Ok(f) => f,
+                Some(libc::EACCES | libc::EPERM) => match open(false, false) {
+                    Ok(f) => (f, false),
                     Err(_) => return Ok(None),
                 },
                 Some(libc::EROFS | libc::ELOOP) => return Ok(None),
@@ -129,7 +185,8 @@ pub(crate) fn acquire_blocking(record: PathBuf, patience: Patience) -> Result<Op
         }
         let at_path = std::fs::symlink_metadata(&path).ok().map(|m| (m.dev(), m.ino()));
         if at_path == Some(ours) {
-            return Ok(Some(RecordLock { record, path, _file: file }));
+            let fresh = std::sync::atomic::AtomicBool::new(fresh);
+            return Ok(Some(RecordLock { record, path, file, fresh }));
         }
     }
     Err(in_use_error())
@@ -192,6 +249,48 @@ mod tests {
         release(lock.map(std::sync::Arc::new)).await;
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("r.upload_record")], "the record stays, the rest goes");
+    }
+
+    #[test]
+    fn a_new_record_is_the_lock_file_linked_at_the_records_name() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let record = record_in(&dir);
+        let lock = acquire_blocking(record.clone(), patience()).unwrap().unwrap();
+        assert!(lock.write_new_record(b"{\"first\":1}"));
+        assert_eq!(std::fs::read(&record).unwrap(), b"{\"first\":1}");
+        let (r, l) = (std::fs::metadata(&record).unwrap(), std::fs::metadata(lock_path(&record)).unwrap());
+        assert_eq!((r.ino(), r.nlink()), (l.ino(), 2), "one file under two names");
+        assert_eq!(r.permissions().mode() & 0o777, 0o600);
+        assert!(!lock.write_new_record(b"{}"), "only once: later writes replace the record by rename");
+        // A later write replaces the record; the lock file keeps the lock.
+        checkpoint::save(&record, b"{\"second\":2}", true).unwrap();
+        assert!(matches!(acquire_blocking(record.clone(), patience()), Err(e) if e.code == "CheckpointFileInUse"));
+        drop(lock);
+        assert_eq!(std::fs::read(&record).unwrap(), b"{\"second\":2}");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("r.upload_record")]);
+    }
+
+    #[test]
+    fn a_lock_file_not_made_by_this_upload_or_a_record_already_there_is_not_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        // Left by a killed holder: it may be the record itself.
+        let record = record_in(&dir);
+        std::fs::write(&record, b"{\"kept\":1}").unwrap();
+        std::fs::hard_link(&record, lock_path(&record)).unwrap();
+        let lock = acquire_blocking(record.clone(), patience()).unwrap().unwrap();
+        std::fs::remove_file(&record).unwrap();
+        assert!(!lock.write_new_record(b"{}"));
+        assert_eq!(std::fs::read(lock_path(&record)).unwrap(), b"{\"kept\":1}");
+        assert!(!record.exists());
+        drop(lock);
+        // A record there already is replaced by rename, not linked over.
+        std::fs::write(&record, b"{\"old\":1}").unwrap();
+        let lock = acquire_blocking(record.clone(), patience()).unwrap().unwrap();
+        assert!(!lock.write_new_record(b"{}"));
+        assert_eq!(std::fs::read(&record).unwrap(), b"{\"old\":1}");
+        assert_eq!(std::fs::read(lock_path(&record)).unwrap(), b"");
     }
 
     #[tokio::test]

@@ -51,6 +51,9 @@ impl RecordWriter {
         self.dirty = false;
         self.writing = Some(tokio::task::spawn_blocking(move || {
             let bytes = bytes.map_err(std::io::Error::other)?;
+            if lock.as_ref().is_some_and(|l| l.write_new_record(&bytes)) {
+                return Ok(());
+            }
             crate::descriptors::retry_blocking(&patience, || checkpoint::save(&path, &bytes, lock.is_some()))
         }));
     }
