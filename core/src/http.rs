@@ -712,7 +712,7 @@ impl Client {
         to: &Target<'_>,
         headers: &[(String, String)],
         range: &FileRange,
-        attempt: &Attempt,
+        attempt: &Arc<Attempt>,
     ) -> Option<Result<Response>> {
         use crate::sendfile::Failure;
         let (host, port) = (to.host, to.port);
@@ -724,7 +724,7 @@ impl Client {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
         head.push_str("\r\n");
-        let activity = Activity::new();
+        let activity = Arc::new(Activity::new());
         let exchange = async {
             let put = crate::sendfile::Put { host, port, head: head.as_bytes(), range, activity: &activity, attempt };
             match pool.put(&put).await {
