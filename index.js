@@ -211,6 +211,7 @@ function toNativeParams(param) {
     expiresJson: present(p.Expires) ? JSON.stringify(p.Expires) : undefined,
     expires,
     reportProgress: isFunction(p.ProgressCallback),
+    reportStarted: isFunction(p.ResumeCallback),
   };
 }
 

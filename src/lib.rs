@@ -64,6 +64,9 @@ pub struct NativeUploadParams {
     /// Whether JavaScript has a ProgressCallback; without one, progress is
     /// not sent to the JavaScript thread at all (no wakeups for nothing).
     pub report_progress: bool,
+    /// Whether JavaScript has a ResumeCallback, the only taker of the
+    /// `started` event; without one it is not sent.
+    pub report_started: bool,
 }
 
 /// At load: pins this addon's image in memory (the runtime's threads
@@ -276,7 +279,7 @@ impl NativeClient {
     /// error}`. One queue keeps progress from arriving after the end.
     #[napi]
     pub fn upload_file(&self, env: &Env, params: NativeUploadParams, control: &UploadControl, on_event: EventFn) -> napi::Result<()> {
-        let report_progress = params.report_progress;
+        let (report_progress, report_started) = (params.report_progress, params.report_started);
         let request = to_request(params)?;
         let runtime = runtime().map_err(|e| throw(not_started(&e.to_string())))?;
         let client = self.inner.clone();
@@ -290,7 +293,7 @@ impl NativeClient {
             id
         };
         let events = Arc::new(on_event);
-        let observer = Arc::new(JsObserver { events: events.clone(), report_progress });
+        let observer = Arc::new(JsObserver { events: events.clone(), report_progress, report_started });
         // The upload runs as a task of its own, so that a bug that panics
         // in it still ends the call with an error instead of never.
         runtime.spawn(async move {
@@ -314,6 +317,7 @@ type EventFn = ThreadsafeFunction<Value, UnknownReturnValue, Value, Status, fals
 struct JsObserver {
     events: Arc<EventFn>,
     report_progress: bool,
+    report_started: bool,
 }
 
 impl Observer for JsObserver {
@@ -326,6 +330,9 @@ impl Observer for JsObserver {
     }
 
     fn started(&self, upload_id: &str) {
+        if !self.report_started {
+            return;
+        }
         self.events.call(json!({"type": "started", "uploadId": upload_id}), ThreadsafeFunctionCallMode::NonBlocking);
     }
 }
