@@ -75,8 +75,13 @@ impl Drop for RecordLock {
     fn drop(&mut self) {
         // The holder's writes are over (each keeps the lock until it ends)
         // and each renamed its temporary file away: one still there was
-        // left by a writer that was killed.
-        let _ = std::fs::remove_file(checkpoint::locked_temp_path(&self.record));
+        // left by a writer that was killed. Looked for first: a removal
+        // holds the folder's lock even when it finds nothing, and uploads
+        // beside this one wait on it.
+        let temp = checkpoint::locked_temp_path(&self.record);
+        if std::fs::symlink_metadata(&temp).is_ok() {
+            let _ = std::fs::remove_file(&temp);
+        }
         // Removed while still locked: whoever opened this file meanwhile
         // sees it gone once they lock it, and opens a new one.
         let _ = std::fs::remove_file(&self.path);
