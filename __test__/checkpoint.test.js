@@ -261,12 +261,17 @@ test('a new record is first written once its upload exists: none while the initi
 // The last part's record write would be removed with the record by the
 // complete that follows at once: it waits, and only a complete that fails
 // has it written. The next call then completes without sending a part.
-test('the last part is written to the record only if the complete fails; the next call then only completes', async () => {
+// Not for encrypted uploads: their part ETags are not the MD5 of the bytes,
+// so a part the record misses could not be told from the file.
+test.each([
+  ['the last part is written to the record only if the complete fails', {}, '1,2'],
+  ['an encrypted upload (SseKms) writes the last part before the complete', { SseKms: 'kms' }, '1,2,3'],
+])('%s; the next call then only completes', async (what, extra, whileCompleting) => {
   const file = h.makeFile(dir, 3 * PART);
   const key = h.uniqueKey('last-part');
   const record = `${file}.upload_record`;
   await server.addFault({ method: 'POST', path_contains: key, query: { uploadId: null }, times: 1, action: { delay_ms: 800, status: 500, code: 'InternalError', message: 'boom' } });
-  const params = { Bucket: h.BUCKET, Key: key, UploadFile: file, PartSize: PART, TaskNum: 1, EnableCheckpoint: true };
+  const params = { Bucket: h.BUCKET, Key: key, UploadFile: file, PartSize: PART, TaskNum: 1, EnableCheckpoint: true, ...extra };
   const call = h.uploadWithCallback(h.clientFor(server, { max_retry_count: 0 }), params);
   const deadline = Date.now() + 10000;
   const completing = async () => (await server.stats()).requests.some((r) => h.isComplete(r) && r.path.endsWith(`/${key}`));
@@ -280,8 +285,8 @@ test('the last part is written to the record only if the complete fails; the nex
     await new Promise((r) => setTimeout(r, 20));
   }
   expect(named.length).toBeGreaterThan(3);
-  expect(new Set(named.slice(-3))).toEqual(new Set(['1,2']));
-  expect(named.filter((n) => n.includes('3'))).toEqual([]);
+  expect(new Set(named.slice(-3))).toEqual(new Set([whileCompleting]));
+  if (whileCompleting === '1,2') expect(named.filter((n) => n.includes('3'))).toEqual([]);
   const { err } = await call;
   expect(err.code).toBe('IncompletedUpload');
   const kept = JSON.parse(fs.readFileSync(record, 'utf8'));

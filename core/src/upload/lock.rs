@@ -43,21 +43,20 @@ impl RecordLock {
     /// usual way, which fails with its own error if it must.
     #[cfg(unix)]
     pub fn write_new_record(&self, json: &[u8]) -> bool {
-        use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+        use std::os::unix::fs::{FileExt, MetadataExt};
         if !self.fresh.swap(false, std::sync::atomic::Ordering::AcqRel) || std::fs::symlink_metadata(&self.record).is_ok() {
             return false;
         }
         let written = (|| {
-            // Private from here on, as every record is (mode 0600): another
-            // user's upload can no longer open it to be told the record is
-            // in use, and fails on the record it cannot read instead.
-            self.file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            // Made private (mode 0600, see `acquire_blocking`), as every record is.
             self.file.write_all_at(json, 0)?;
             checkpoint::sync_unless_unsupported(&self.file)?;
             std::fs::hard_link(&self.path, &self.record)?;
             let linked = std::fs::symlink_metadata(&self.record)?;
             let ours = self.file.metadata()?;
             if (linked.dev(), linked.ino()) != (ours.dev(), ours.ino()) {
+                // Something else was at the lock's name: its link goes.
+                let _ = std::fs::remove_file(&self.record);
                 return Err(std::io::Error::other("the lock file was replaced"));
             }
             Ok::<_, std::io::Error>(())
@@ -94,6 +93,15 @@ pub fn in_use_error() -> Error {
         ErrorKind::Checkpoint,
         "CheckpointFileInUse",
         "CheckpointFile is in use by another upload (in this or another process); nothing was sent",
+    )
+}
+
+/// The error of an upload whose record's lock file another user made.
+fn in_use_by_another_user() -> Error {
+    Error::new(
+        ErrorKind::Checkpoint,
+        "CheckpointFileInUse",
+        "CheckpointFile is in use by another user's upload (its lock file cannot be opened); nothing was sent",
     )
 }
 
@@ -136,9 +144,10 @@ pub(crate) fn acquire_blocking(record: PathBuf, patience: Patience) -> Result<Op
     let open = |write: bool, new: bool| {
         let mut opts = std::fs::OpenOptions::new();
         // A link planted at the lock's name is not followed, and a FIFO
-        // there does not make the open wait. Readable by all until it holds
-        // a record, so that another user's upload can lock it too.
-        opts.read(true).write(write).mode(0o644).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+        // there does not make the open wait. Private (0600), as it may
+        // become the record: another user's upload cannot open it, and is
+        // told the record is in use.
+        opts.read(true).write(write).mode(0o600).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
         if new {
             opts.create_new(true);
         } else {
@@ -161,10 +170,13 @@ pub(crate) fn acquire_blocking(record: PathBuf, patience: Patience) -> Result<Op
             Ok(f) => f,
             Err(e) => match e.raw_os_error() {
                 // Another user's lock file in a shared folder: a read-only
-                // descriptor locks as well. No file and no right to make
+                // descriptor locks as well (one made readable by all, as
+                // older versions made them); one that cannot be opened is
+                // another user's private one. No file and no right to make
                 // one: the folder cannot be written.
                 Some(libc::EACCES | libc::EPERM) => match open(false, false) {
                     Ok(f) => (f, false),
+                    Err(_) if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) => return Err(in_use_by_another_user()),
                     Err(_) => return Ok(None),
                 },
                 Some(libc::EROFS | libc::ELOOP) => return Ok(None),
@@ -296,6 +308,19 @@ mod tests {
         assert!(!lock.write_new_record(b"{}"));
         assert_eq!(std::fs::read(&record).unwrap(), b"{\"old\":1}");
         assert_eq!(std::fs::read(lock_path(&record)).unwrap(), b"");
+    }
+
+    #[test]
+    fn a_lock_file_replaced_meanwhile_is_not_linked_as_the_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = record_in(&dir);
+        let lock = acquire_blocking(record.clone(), patience()).unwrap().unwrap();
+        let other = dir.path().join("other");
+        std::fs::write(&other, b"not ours").unwrap();
+        std::fs::rename(&other, lock_path(&record)).unwrap();
+        assert!(!lock.write_new_record(b"{}"));
+        assert!(std::fs::symlink_metadata(&record).is_err(), "no link to what replaced the lock file");
+        assert_eq!(std::fs::read(lock_path(&record)).unwrap(), b"not ours");
     }
 
     #[tokio::test]

@@ -657,19 +657,24 @@ impl Session<'_> {
                         // the record? (Some stores list a completed
                         // upload's parts as none rather than refusing.)
                         let now = part_etags(&self.record);
-                        if self.loaded.keys().any(|n| !now.contains_key(n))
-                            && let Some(outcome) = self.already_complete(sig).await
-                        {
-                            // The server still answers for the upload, so
-                            // it is removed too (an upload completed
-                            // already is unknown to the abort, which is
-                            // fine); only the object is kept.
-                            let _ = ops::abort_multipart_upload(&self.client, sig, &target).await;
-                            self.forget().await;
-                            return Ok(outcome);
-                        }
-                        if let Some(w) = self.writer.as_mut() {
-                            w.write_now(&mut self.record).await?;
+                        let lost = self.loaded.keys().any(|n| !now.contains_key(n));
+                        match if lost { self.already_complete(sig).await } else { Ok(None) } {
+                            Ok(Some(outcome)) => {
+                                // The server still answers for the upload, so
+                                // it is removed too (an upload completed
+                                // already is unknown to the abort, which is
+                                // fine); only the object is kept.
+                                let _ = ops::abort_multipart_upload(&self.client, sig, &target).await;
+                                self.forget().await;
+                                return Ok(outcome);
+                            }
+                            // The record on disk stays as loaded.
+                            Err(request) => ended = Some(End::Stopped(request)),
+                            Ok(None) => {
+                                if let Some(w) = self.writer.as_mut() {
+                                    w.write_now(&mut self.record).await?;
+                                }
+                            }
                         }
                     }
                     Ok(Ok(reconcile::Reconciled::Live { changed: false })) => {}
@@ -767,6 +772,7 @@ impl Session<'_> {
             sent: Arc::new(AtomicU64::new(0)),
             halt: Default::default(),
             started: Instant::now(),
+            defer_last_write: self.record.sse_kms.is_none() && self.req.object.sse_c.is_none() && self.req.object.sse_c_key.is_none(),
         };
         scheduler::send_parts(&job, &mut self.record, self.writer.as_mut(), self.observer.as_ref(), self.control.subscribe()).await
     }
@@ -795,15 +801,7 @@ impl Session<'_> {
     async fn settle(&mut self, sig: Signature, upload_id: &str, end: End) -> Next {
         match end {
             End::AllSent => unreachable!("completed by the caller"),
-            End::Stopped(StopRequest::Abort) => {
-                let mut e = aborted_error().with_upload_id(upload_id);
-                if let Some(failed) = self.abort_and_forget(sig, upload_id).await {
-                    e.message = format!("{}; the upload could not be aborted ({}), the record is kept", e.message, failed.summary());
-                    e.service = failed.service;
-                }
-                Next::Fail(e)
-            }
-            End::Stopped(_) => Next::Fail(self.keep_or_abort(sig, upload_id, cancelled_error()).await),
+            End::Stopped(request) => self.stopped(sig, upload_id, request).await,
             End::PartsFailed(first) => {
                 let e = if self.writer.is_some() {
                     Error::new(ErrorKind::Incomplete, "IncompletedUpload", "UploadFile finished with error, you can retry with the same parameters")
@@ -819,6 +817,20 @@ impl Session<'_> {
                 Next::Fail(self.keep_or_abort(sig, upload_id, e).await)
             }
         }
+    }
+
+    /// A cancel keeps the record and the upload; an abort aborts the
+    /// upload and removes the record.
+    async fn stopped(&mut self, sig: Signature, upload_id: &str, request: StopRequest) -> Next {
+        if request != StopRequest::Abort {
+            return Next::Fail(self.keep_or_abort(sig, upload_id, cancelled_error()).await);
+        }
+        let mut e = aborted_error().with_upload_id(upload_id);
+        if let Some(failed) = self.abort_and_forget(sig, upload_id).await {
+            e.message = format!("{}; the upload could not be aborted ({}), the record is kept", e.message, failed.summary());
+            e.service = failed.service;
+        }
+        Next::Fail(e)
     }
 
     /// The server refused a request of this upload with a 4xx. The upload
@@ -847,11 +859,13 @@ impl Session<'_> {
             return Next::Fail(e.with_upload_id(upload_id));
         }
         match self.already_complete(sig).await {
-            Some(outcome) => {
+            Ok(Some(outcome)) => {
                 self.forget().await;
                 Next::Done(outcome)
             }
-            None => {
+            // Not known either way: the record stays as it is for the next call.
+            Err(request) => self.stopped(sig, upload_id, request).await,
+            Ok(None) => {
                 // A 403 only suggests the upload is gone (s3s-fs answers so
                 // for unknown ids); a policy that denies one request of an
                 // upload looks the same. Abort it, so that the new upload
@@ -866,22 +880,21 @@ impl Session<'_> {
     }
 
     /// Whether the object at the key already is this upload: its size, and
-    /// the multipart ETag its parts make. The parts the record misses (a
-    /// kill before their write; the last part's waits for the complete)
-    /// are hashed from the file, once the object's size and part count are
-    /// found to be this upload's.
-    async fn already_complete(&self, sig: Signature) -> Option<Outcome> {
-        let head = ops::head_object_response(&self.client, sig, &self.req.bucket, &self.req.key).await.ok()??;
-        let etag = head.header("etag")?.trim_matches('"').to_string();
-        let size: u64 = head.header("content-length")?.parse().ok()?;
-        if size != self.plan.file_size {
-            return None;
+    /// the multipart ETag its parts make. `Err` when the caller cancels or
+    /// aborts while the file is hashed for it (see `expected_etag`).
+    async fn already_complete(&self, sig: Signature) -> std::result::Result<Option<Outcome>, StopRequest> {
+        let Ok(Some(head)) = ops::head_object_response(&self.client, sig, &self.req.bucket, &self.req.key).await else {
+            return Ok(None);
+        };
+        let etag = head.header("etag").unwrap_or_default().trim_matches('"').to_string();
+        let size = head.header("content-length").and_then(|l| l.parse::<u64>().ok());
+        if size != Some(self.plan.file_size) || !etag.ends_with(&format!("-{}", self.plan.part_count)) {
+            return Ok(None);
         }
-        if !etag.ends_with(&format!("-{}", self.plan.part_count)) {
-            return None;
-        }
-        let expected = self.expected_etag().await?;
-        etag.eq_ignore_ascii_case(&expected).then(|| Outcome {
+        let Some(expected) = self.expected_etag().await? else {
+            return Ok(None);
+        };
+        Ok(etag.eq_ignore_ascii_case(&expected).then(|| Outcome {
             signature: sig,
             completed: Completed {
                 status: head.status,
@@ -893,19 +906,27 @@ impl Session<'_> {
                 encoding_type: None,
                 has_body: true,
             },
-        })
+        }))
     }
 
     /// The multipart ETag of this upload: the ETags of the record (now or as
-    /// loaded), and the MD5 of the file's bytes for each part it misses.
-    /// `None` when a read fails, or the caller cancels or aborts meanwhile.
-    async fn expected_etag(&self) -> Option<String> {
+    /// loaded), and the MD5 of the file's bytes for each part it misses, up
+    /// to `task_num` of them (the last parts' writes wait for the complete;
+    /// a kill can come before a write). A record that misses more is not
+    /// this upload's whole: `None`, as when a read fails. `Err` when the
+    /// caller cancels or aborts during the hashing.
+    async fn expected_etag(&self) -> std::result::Result<Option<String>, StopRequest> {
         let now = part_etags(&self.record);
+        let known = |n: u32| now.get(&n).or_else(|| self.loaded.get(&n)).cloned();
+        let missing = (1..=self.plan.part_count).filter(|n| known(*n).is_none()).count();
+        if missing > self.req.task_num.max(1) {
+            return Ok(None);
+        }
         let hashed = async {
             let mut etags = Vec::with_capacity(self.plan.part_count as usize);
             for n in 1..=self.plan.part_count {
-                match now.get(&n).or_else(|| self.loaded.get(&n)) {
-                    Some(e) => etags.push(e.clone()),
+                match known(n) {
+                    Some(e) => etags.push(e),
                     None => {
                         let (offset, len) = self.plan.part(n);
                         etags.push(sign::hex(&reconcile::range_md5(self.file.clone(), offset, len).await.ok()?));
@@ -916,8 +937,10 @@ impl Session<'_> {
         };
         let mut stop = self.control.subscribe();
         tokio::select! {
-            etag = hashed => etag,
-            _ = stop_requested(&mut stop) => None,
+            // Nothing to hash: answered at once, whatever was asked meanwhile.
+            biased;
+            etag = hashed => Ok(etag),
+            request = stop_requested(&mut stop) => Err(request),
         }
     }
 

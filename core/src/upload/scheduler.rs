@@ -39,6 +39,11 @@ pub struct Job {
     /// bodies (see `Drain`).
     pub halt: Arc<AtomicBool>,
     pub started: Instant,
+    /// The last part's record write may wait for the complete (see
+    /// `send_parts`): not for encrypted uploads, whose part ETags are not
+    /// the MD5 of their bytes, so that a part the record misses could not
+    /// be told from the file.
+    pub defer_last_write: bool,
 }
 
 /// How sending the parts ended.
@@ -141,7 +146,7 @@ pub async fn send_parts(
                     // leaves a record without the part, which the next
                     // call finds in the server's part list, or in the
                     // object if the complete went through.
-                    if inflight.is_empty() && failed.is_none() {
+                    if job.defer_last_write && inflight.is_empty() && failed.is_none() {
                         w.mark_later();
                     } else {
                         w.mark(record);
