@@ -1034,6 +1034,28 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_trip_that_fills_the_socket_returns_with_what_went_instead_of_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = sparse_file(&dir, 256 << 20);
+        let (stream, _peer) = pair().await; // the peer never reads
+        let body = body_for(&Arc::new(stream), file);
+        let mut offset = 0u64;
+        loop {
+            let n = tokio::time::timeout(Duration::from_secs(5), body.send(offset, TRIP_MAX))
+                .await
+                .expect("a trip with bytes sent does not wait for room")
+                .unwrap();
+            assert!(n > 0 && n <= TRIP_MAX);
+            offset += n as u64;
+            if n < TRIP_MAX {
+                break;
+            }
+            assert!(offset < 128 << 20, "the socket never filled");
+        }
+        assert_eq!(body.attempt.counted(), offset);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_error_after_some_bytes_is_reported_by_the_next_call_and_every_byte_counted() {
         let dir = tempfile::tempdir().unwrap();
         let len = 256 << 20;

@@ -101,7 +101,7 @@ fn in_use_by_another_user() -> Error {
     Error::new(
         ErrorKind::Checkpoint,
         "CheckpointFileInUse",
-        "CheckpointFile is in use by another user's upload (its lock file cannot be opened); nothing was sent",
+        "CheckpointFile is in use by another user's upload, or was left locked by one: its lock file (.<record name>.obs-lock, beside it) belongs to another user and cannot be opened; nothing was sent",
     )
 }
 

@@ -719,6 +719,12 @@ impl Session<'_> {
         }
     }
 
+    /// Encrypted with SSE-KMS or SSE-C: part ETags are then not the MD5 of
+    /// the parts' bytes.
+    fn encrypted(&self) -> bool {
+        self.record.sse_kms.is_some() || self.req.object.sse_c.is_some() || self.req.object.sse_c_key.is_some()
+    }
+
     /// Negotiates the dialect, initiates the multipart upload and records it.
     async fn initiate(&mut self) -> Result<(Signature, String)> {
         let started = async {
@@ -772,16 +778,22 @@ impl Session<'_> {
             sent: Arc::new(AtomicU64::new(0)),
             halt: Default::default(),
             started: Instant::now(),
-            defer_last_write: self.record.sse_kms.is_none() && self.req.object.sse_c.is_none() && self.req.object.sse_c_key.is_none(),
+            defer_last_write: !self.encrypted(),
         };
         scheduler::send_parts(&job, &mut self.record, self.writer.as_mut(), self.observer.as_ref(), self.control.subscribe()).await
     }
 
     async fn complete(&mut self, sig: Signature, upload_id: &str) -> Next {
-        // The record is not written before the complete: the last part's
-        // write waits (`send_parts`), and any write under way goes on
-        // beside it. A complete that succeeds removes the record; one that
-        // fails has `settle` write it or abort the upload.
+        // The record is written before the complete but for the last part,
+        // whose write waits (`send_parts`): a complete that succeeds
+        // removes the record; one that fails has `settle` write it or abort
+        // the upload. Encrypted uploads write that part too. A record that
+        // cannot be written (a full disk) does not hold the complete up.
+        if self.encrypted()
+            && let Some(w) = self.writer.as_mut()
+        {
+            let _ = w.flush(&mut self.record).await;
+        }
         let parts = match completed_parts(&self.record, self.plan.part_count) {
             Ok(p) => p,
             Err(e) => return Next::Fail(e),
@@ -863,7 +875,15 @@ impl Session<'_> {
                 self.forget().await;
                 Next::Done(outcome)
             }
-            // Not known either way: the record stays as it is for the next call.
+            // Not known either way. A cancel keeps the record for the next
+            // call; an abort gives the upload up, which the server has
+            // already let go of (its abort may well be refused).
+            Err(StopRequest::Abort) => {
+                let target = Target { bucket: &self.req.bucket, key: &self.req.key, upload_id };
+                let _ = ops::abort_multipart_upload(&self.client, sig, &target).await;
+                self.forget().await;
+                Next::Fail(aborted_error().with_upload_id(upload_id))
+            }
             Err(request) => self.stopped(sig, upload_id, request).await,
             Ok(None) => {
                 // A 403 only suggests the upload is gone (s3s-fs answers so
@@ -910,16 +930,15 @@ impl Session<'_> {
     }
 
     /// The multipart ETag of this upload: the ETags of the record (now or as
-    /// loaded), and the MD5 of the file's bytes for each part it misses, up
-    /// to `task_num` of them (the last parts' writes wait for the complete;
-    /// a kill can come before a write). A record that misses more is not
-    /// this upload's whole: `None`, as when a read fails. `Err` when the
-    /// caller cancels or aborts during the hashing.
+    /// loaded), and the MD5 of the file's bytes for the one part it may
+    /// miss (the last part's write waits for the complete). A record that
+    /// misses more is not this upload's whole: `None`, as when a read
+    /// fails. `Err` when the caller cancels or aborts during the hashing.
     async fn expected_etag(&self) -> std::result::Result<Option<String>, StopRequest> {
         let now = part_etags(&self.record);
         let known = |n: u32| now.get(&n).or_else(|| self.loaded.get(&n)).cloned();
         let missing = (1..=self.plan.part_count).filter(|n| known(*n).is_none()).count();
-        if missing > self.req.task_num.max(1) {
+        if missing > 1 {
             return Ok(None);
         }
         let hashed = async {

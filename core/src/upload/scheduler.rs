@@ -42,7 +42,7 @@ pub struct Job {
     /// The last part's record write may wait for the complete (see
     /// `send_parts`): not for encrypted uploads, whose part ETags are not
     /// the MD5 of their bytes, so that a part the record misses could not
-    /// be told from the file.
+    /// be told from the file (`Session::encrypted`).
     pub defer_last_write: bool,
 }
 
@@ -124,6 +124,20 @@ pub async fn send_parts(
             // writes it again.
             _ = async { writer.as_mut().expect("writing implies a writer").write_finished(record).await }, if writing => {}
             Some((n, result)) = inflight.next() => {
+                // The last part: the complete follows at once, and the
+                // record is removed when it succeeds, so writing the part
+                // would cost a synced write for nothing. The record is
+                // first brought up to date with every other part, so that a
+                // kill during the complete leaves it missing this part
+                // alone, which the next call finds in the server's part
+                // list, or in the object if the complete went through.
+                // Whatever else ends the upload writes the part first.
+                let last = job.defer_last_write && result.is_ok() && inflight.is_empty() && todo.len() == 0 && failed.is_none();
+                if last && let Some(w) = writer.as_mut() {
+                    // A write that fails leaves the record on disk as it
+                    // was (see above); the complete goes on.
+                    let _ = w.flush(record).await;
+                }
                 match result {
                     Ok(etag) => {
                         record_part(record, plan, n, Some(etag));
@@ -139,14 +153,7 @@ pub async fn send_parts(
                     inflight.push(send(next));
                 }
                 if let Some(w) = writer.as_mut() {
-                    // The last part: the complete follows at once, and the
-                    // record is removed when it succeeds, so writing it now
-                    // would cost a synced write for nothing. Whatever else
-                    // ends the upload writes it first. A kill meanwhile
-                    // leaves a record without the part, which the next
-                    // call finds in the server's part list, or in the
-                    // object if the complete went through.
-                    if job.defer_last_write && inflight.is_empty() && failed.is_none() {
+                    if last {
                         w.mark_later();
                     } else {
                         w.mark(record);
