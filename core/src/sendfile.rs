@@ -400,7 +400,6 @@ async fn send_request(stream: &Arc<TcpStream>, put: &Put<'_>, mut progress: impl
         }
         offset += sent as u64;
         first = false;
-        put.activity.touch();
         progress(sent as u64);
     }
     Ok(())
@@ -463,7 +462,7 @@ impl BodySender {
 
 /// The calls of one trip: `send(at, chunk, wait)` sends up to `chunk`
 /// bytes from `at` (relative to the trip's start), waiting for room only
-/// when `wait`; `sent(n)` hears of each call's bytes. Stops at `want` (at
+/// when `wait`; `sent_some(n)` hears of each call's bytes. Stops at `want` (at
 /// most `TRIP_MAX`), at the file's end, or at the first refusal once some
 /// bytes went (a full socket, an error: the next trip waits, or meets the
 /// error again and reports it).

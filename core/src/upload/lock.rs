@@ -43,7 +43,7 @@ impl RecordLock {
     /// usual way, which fails with its own error if it must.
     #[cfg(unix)]
     pub fn write_new_record(&self, json: &[u8]) -> bool {
-        use std::os::unix::fs::{FileExt, MetadataExt};
+        use std::os::unix::fs::FileExt;
         if !self.fresh.swap(false, std::sync::atomic::Ordering::AcqRel) || std::fs::symlink_metadata(&self.record).is_ok() {
             return false;
         }
@@ -52,9 +52,7 @@ impl RecordLock {
             self.file.write_all_at(json, 0)?;
             checkpoint::sync_unless_unsupported(&self.file)?;
             std::fs::hard_link(&self.path, &self.record)?;
-            let linked = std::fs::symlink_metadata(&self.record)?;
-            let ours = self.file.metadata()?;
-            if (linked.dev(), linked.ino()) != (ours.dev(), ours.ino()) {
+            if !super::same_file(&std::fs::symlink_metadata(&self.record)?, &self.file.metadata()?) {
                 // Something else was at the lock's name: its link goes.
                 let _ = std::fs::remove_file(&self.record);
                 return Err(std::io::Error::other("the lock file was replaced"));
